@@ -1,0 +1,61 @@
+# Pilothouse — developer entry points. `make setup` is implied by every target that needs it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PYTHON      := $(VENV)/bin/python
+BOOT_PYTHON ?= python3
+PKGS        := pilothouse.runtime pilothouse.operator
+SRC         := runtime operator tests e2e bench
+PYTEST_ARGS ?=
+
+-include e2e/cluster/cluster.mk
+
+.PHONY: help setup lint fmt typecheck test test-unit test-integration test-e2e demo bench crds clean
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	test -x $(PYTHON) || $(BOOT_PYTHON) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check \
+		-c requirements/constraints.txt -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed ## create the virtualenv with everything pinned (idempotent)
+
+lint: setup ## ruff (lint + format check) and the import layering contracts
+	$(VENV)/bin/ruff check $(SRC)
+	$(VENV)/bin/ruff format --check $(SRC)
+	$(VENV)/bin/lint-imports
+
+fmt: setup ## format and auto-fix
+	$(VENV)/bin/ruff format $(SRC)
+	$(VENV)/bin/ruff check --fix $(SRC)
+
+typecheck: setup ## mypy --strict on the packages
+	$(VENV)/bin/mypy $(addprefix -p ,$(PKGS))
+
+test-unit: setup
+	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: setup cluster-binaries
+	$(PYTHON) -m pytest e2e $(PYTEST_ARGS)
+
+test: lint typecheck test-unit test-integration ## everything CI runs
+
+demo: setup ## the main job: a request through the mock LLM (grows with the operator)
+	$(PYTHON) -m pilothouse.runtime.demo
+
+bench: setup ## benchmarks; results land in bench/results/
+	$(PYTHON) -m bench
+
+crds: setup ## regenerate crds/ and the chart's CRDs from the operator's models
+	$(PYTHON) -m pilothouse.operator.crdgen crds
+
+clean: ## remove the virtualenv and caches (keeps the Kubernetes binaries in .cache/)
+	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,58 @@
+"""``pilothouse``: the runtime and its tooling on the command line.
+
+Each subcommand lives in its own module exposing ``configure_parser(parser)`` and
+``run(args) -> int``; this module only lists them and imports the chosen one lazily, so
+``pilothouse --help`` stays fast and one command's dependencies never slow another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pilothouse.runtime import errors
+
+__all__ = ["main"]
+
+# (name, module, one-line help)
+_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    (
+        "mock-llm",
+        "pilothouse.runtime.mockllm.command",
+        "run a scripted, fault-injecting OpenAI-compatible server",
+    ),
+    ("config", "pilothouse.runtime.config_command", "validate and print a runtime config file"),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pilothouse",
+        description="Pilothouse runtime: serve an agent, inspect its history, evaluate it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module, help_text in _COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).configure_parser(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pilothouse`` console script."""
+    args = _parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        code: int = module.run(args)
+    except errors.UsageError as e:
+        print(f"pilothouse {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

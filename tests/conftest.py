@@ -1,0 +1,77 @@
+"""Fixtures shared by every test tier: real Redis, real PostgreSQL, the mock LLM over HTTP.
+
+Servers start once per test session on free loopback ports and stop at the end, also when
+tests fail. Set ``PILOTHOUSE_TEST_REDIS_URL`` / ``PILOTHOUSE_TEST_POSTGRES_DSN`` to use servers
+you already run (e.g. CI service containers) instead; tests that stop and restart a server
+(``redis_server`` / ``postgres_server``) need the local ones and start their own then.
+
+Async hygiene: a test that leaves asyncio tasks running fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from pilothouse.runtime import devservers
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[devservers.RedisServer]:
+    """A local redis-server this test session controls (can be stopped and restarted)."""
+    with devservers.RedisServer() as server:
+        yield server.start()
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """URL of the Redis the tests use: an existing one from the environment, or a local one."""
+    existing = os.environ.get("PILOTHOUSE_TEST_REDIS_URL")
+    if existing:
+        return existing
+    server: devservers.RedisServer = request.getfixturevalue("redis_server")
+    return server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[devservers.PostgresServer]:
+    """A local PostgreSQL this test session controls (can be stopped and restarted)."""
+    with devservers.PostgresServer() as server:
+        yield server.start()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(request: pytest.FixtureRequest) -> str:
+    """DSN of the PostgreSQL the tests use: an existing one from the environment, or a local one."""
+    existing = os.environ.get("PILOTHOUSE_TEST_POSTGRES_DSN")
+    if existing:
+        return existing
+    server: devservers.PostgresServer = request.getfixturevalue("postgres_server")
+    return server.dsn
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A name no other test uses: agents, keys and schemas never collide between tests."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+async def _no_asyncio_pending_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks running behind it."""
+    before = asyncio.all_tasks()
+    yield
+    # Let cancelled tasks finish their cleanup before judging.
+    for _ in range(3):
+        await asyncio.sleep(0)
+    left = {t for t in asyncio.all_tasks() - before if not t.done()}
+    left.discard(asyncio.current_task())  # type: ignore[arg-type]
+    if left:
+        names = ", ".join(sorted(t.get_name() + ":" + repr(t.get_coro()) for t in left))
+        for t in left:
+            t.cancel()
+        pytest.fail(f"the test left asyncio tasks running: {names}")
