@@ -7,7 +7,22 @@ boundary with ``raise ... from e``.
     ├── UsageError                 a user's bad input: config, request, dataset (say what, where)
     │   └── ConfigError            a runtime config file that does not validate
     └── RuntimeFailure             something outside the user's control failed
-        └── DependencyUnavailable  Redis, PostgreSQL or an LLM endpoint cannot be reached
+        ├── DependencyUnavailable  Redis, PostgreSQL or an LLM endpoint cannot be reached
+        ├── LLMError               a call to a model failed (``model`` names the endpoint)
+        │   ├── TransientLLMError  worth retrying: timeout, connection, 429, 5xx
+        │   │   ├── LLMTimeout
+        │   │   ├── LLMConnectionError
+        │   │   ├── LLMRateLimited     carries ``retry_after`` seconds (None if not given)
+        │   │   └── LLMServerError     5xx
+        │   ├── PermanentLLMError  retrying the same model will not help: other 4xx, garbage
+        │   │   ├── LLMRequestRejected
+        │   │   └── LLMMalformedResponse
+        │   ├── CircuitOpen        the model's breaker is open: no call was made
+        │   └── DeadlineExceeded   the request's deadline leaves no time for (another) call
+        └── ToolError              a tool call could not be made or failed
+            ├── UnknownTool
+            ├── ToolArgumentsInvalid
+            └── ToolCallFailed     timeout, connection error, HTTP error status, garbage body
 """
 
 from __future__ import annotations
@@ -31,3 +46,116 @@ class RuntimeFailure(PilothouseError):
 
 class DependencyUnavailable(RuntimeFailure):
     """A service the runtime needs (Redis, PostgreSQL, an LLM endpoint) cannot be reached."""
+
+
+# --- LLM calls (raised by pilothouse.runtime.llm, handled by retries and fallback) ---
+
+
+class LLMError(RuntimeFailure):
+    """A call to a model failed. ``model`` is the endpoint key (``endpoint#name``)."""
+
+    reason = "llm_error"
+    """Short, stable code: the ``reason`` label of metrics and ``AgentResult.fallback_reason``."""
+
+    def __init__(self, message: str, *, model: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status = status
+
+
+class TransientLLMError(LLMError):
+    """Worth retrying (after a backoff): the same call may succeed later."""
+
+
+class LLMTimeout(TransientLLMError):
+    """The model did not answer within the per-call timeout."""
+
+    reason = "timeout"
+
+
+class LLMConnectionError(TransientLLMError):
+    """The endpoint could not be reached or dropped the connection."""
+
+    reason = "connection_error"
+
+
+class LLMRateLimited(TransientLLMError):
+    """HTTP 429. ``retry_after`` is the server's ``Retry-After`` in seconds, if it sent one."""
+
+    reason = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str = "",
+        status: int | None = 429,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, model=model, status=status)
+        self.retry_after = retry_after
+
+
+class LLMServerError(TransientLLMError):
+    """HTTP 5xx (or 408)."""
+
+    reason = "server_error"
+
+
+class PermanentLLMError(LLMError):
+    """Retrying the same call on the same model will not help."""
+
+
+class LLMRequestRejected(PermanentLLMError):
+    """HTTP 4xx other than 408 and 429: bad request, bad key, unknown model..."""
+
+    reason = "rejected"
+
+
+class LLMMalformedResponse(PermanentLLMError):
+    """A 2xx answer that is not a valid chat completion."""
+
+    reason = "malformed_response"
+
+
+class CircuitOpen(LLMError):
+    """The model's circuit breaker is open: the call was not made."""
+
+    reason = "circuit_open"
+
+
+class DeadlineExceeded(LLMError):
+    """The request's deadline leaves no time for (another) call or wait."""
+
+    reason = "deadline_exceeded"
+
+
+# --- tool calls (raised by pilothouse.runtime.tools, fed back to the model by the loop) ---
+
+
+class ToolError(RuntimeFailure):
+    """A tool call could not be made or failed; the message is what the model is told."""
+
+    reason = "error"
+
+    def __init__(self, message: str, *, tool: str = "") -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+class UnknownTool(ToolError):
+    """The model asked for a tool that is not configured."""
+
+    reason = "unknown_tool"
+
+
+class ToolArgumentsInvalid(ToolError):
+    """The arguments are not JSON or do not match the tool's JSON schema."""
+
+    reason = "invalid_arguments"
+
+
+class ToolCallFailed(ToolError):
+    """The tool timed out, was unreachable, answered an error status or an unusable body."""
+
+    reason = "failed"
