@@ -1,0 +1,80 @@
+"""Prometheus metric objects of the runtime, in one place.
+
+Every module that measures something imports this module and updates the objects here
+(``metrics.LLM_RETRIES.inc()``); the serving layer exposes the default registry on
+``/metrics``. Names are in base units (seconds, USD, tokens) and every label has a bounded set of
+values: agent ids and model keys come from the config, never from user input (an unknown tool
+the model invents is counted as ``_unknown``).
+
+Sections: the agent loop (LLM client, retries, breaker, fallback, tools, decisions). Serving and
+policy metrics are added below theirs by their modules' owners.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BREAKER_DEGRADED",
+    "BREAKER_STATE",
+    "BREAKER_STATE_VALUES",
+    "DECISIONS",
+    "FALLBACKS",
+    "LLM_COST",
+    "LLM_REQUEST_DURATION",
+    "LLM_RETRIES",
+    "LLM_TOKENS",
+    "TOOL_CALLS",
+    "UNKNOWN_TOOL_LABEL",
+]
+
+# ----------------------------------------------------------------------------- the agent loop
+
+LLM_REQUEST_DURATION: Final = Histogram(
+    "pilothouse_llm_request_duration_seconds",
+    "Duration of one HTTP call to a model (each attempt counts), successful or not.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+LLM_TOKENS: Final = Counter(
+    "pilothouse_llm_tokens_total",
+    "Tokens reported by models, by kind (input, output).",
+    ["kind"],
+)
+LLM_COST: Final = Counter(
+    "pilothouse_llm_cost_usd_total",
+    "Cost of model calls in USD, computed from token usage and the model's pricing.",
+)
+LLM_RETRIES: Final = Counter(
+    "pilothouse_retries_total",
+    "LLM calls retried after a transient failure (one per retry, not per request).",
+)
+FALLBACKS: Final = Counter(
+    "pilothouse_fallbacks_total",
+    "Answers not given by the primary model, by the reason the primary did not answer.",
+    ["reason"],
+)
+BREAKER_STATE: Final = Gauge(
+    "pilothouse_circuit_breaker_state",
+    "Circuit breaker state per agent and model endpoint: 0 closed, 1 half-open, 2 open.",
+    ["agent", "model"],
+)
+BREAKER_STATE_VALUES: Final = {"closed": 0, "half_open": 1, "open": 2}
+"""Value of :data:`BREAKER_STATE` per state name."""
+BREAKER_DEGRADED: Final = Gauge(
+    "pilothouse_circuit_breaker_degraded",
+    "1 while Redis is unreachable and circuit breakers run on per-process state.",
+)
+TOOL_CALLS: Final = Counter(
+    "pilothouse_tool_calls_total",
+    "Tool calls by tool and outcome (ok, failed, invalid_arguments, unknown_tool, denied).",
+    ["tool", "outcome"],
+)
+UNKNOWN_TOOL_LABEL: Final = "_unknown"
+"""``tool`` label of calls to tools that are not configured (keeps the label set bounded)."""
+DECISIONS: Final = Counter(
+    "pilothouse_decisions_total",
+    "Decision records produced by the agent loop, by agent, action and outcome.",
+    ["agent", "action", "outcome"],
+)
