@@ -1,0 +1,317 @@
+"""Build the Kubernetes binaries Pilothouse's end-to-end tests and demo run against.
+
+Everything is compiled from Go modules fetched through the module proxy, so no container
+image or release tarball is needed:
+
+* ``kube``: one multi-call binary (``cmd/kube``) holding etcd, kube-apiserver,
+  kube-controller-manager, kube-scheduler and kubectl, with a symlink per name;
+* ``kwok`` and ``helm``: ``go install``-ed at the versions pinned in ``versions.env``,
+  each with its own upstream go.mod (helm follows a newer Kubernetes library than ours);
+* ``kwok-stages.yaml``: KWOK's default node and pod stages, copied from the pinned KWOK
+  module, because KWOK refuses to start without stages.
+
+``versions.env`` is the only place a version is pinned. ``go.mod`` is generated from it:
+``k8s.io/kubernetes`` replaces its staging modules with local paths, so a module of our own
+must replace each of them with the published ``k8s.io/<name> v0.<minor>.<patch>``. The
+list is read from the kubernetes module's own go.mod, never typed by hand.
+
+Binaries land in ``.cache/k8s/<kubernetes version>/bin/`` (ignored by git) next to a stamp
+file; they are rebuilt only when the stamp (pinned versions + go.sum + the Go sources)
+changes. Called by ``launcher.py build|up`` and, through it, by ``make cluster-binaries``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+CLUSTER_DIR = Path(__file__).resolve().parent
+REPO_ROOT = CLUSTER_DIR.parent.parent
+VERSIONS_FILE = CLUSTER_DIR / "versions.env"
+GO_MOD = CLUSTER_DIR / "go.mod"
+DEFAULT_CACHE_ROOT = REPO_ROOT / ".cache" / "k8s"
+
+MODULE_PATH = "pilothouse.dev/e2e/cluster"
+MULTICALL = "kube"
+MULTICALL_COMMANDS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+)
+KWOK_STAGE_FILES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+STAMP_NAME = ".stamp"
+DEFAULT_JOBS = 2
+
+_STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", re.MULTILINE)
+_GO_DIRECTIVE = re.compile(r"^go\s+(\S+)", re.MULTILINE)
+_ETCD_SERVER = re.compile(r"^\s*go\.etcd\.io/etcd/server/v3\s+(v\S+)", re.MULTILINE)
+_KUBERNETES_REQUIRE = re.compile(r"^\s*k8s\.io/kubernetes\s+(v\S+)", re.MULTILINE)
+
+Log = Callable[[str], None]
+
+
+class BuildError(RuntimeError):
+    """A Go command failed or the pinned versions are inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Versions:
+    """The versions pinned in ``versions.env``."""
+
+    kubernetes: str
+    kwok: str
+    helm: str
+
+    @property
+    def staging(self) -> str:
+        """Version of the published staging modules: v1.36.3 -> v0.36.3."""
+        _major, minor, patch = self.kubernetes.lstrip("v").split(".", 2)
+        return f"v0.{minor}.{patch}"
+
+    @property
+    def major_minor(self) -> tuple[str, str]:
+        major, minor, _ = self.kubernetes.lstrip("v").split(".", 2)
+        return major, minor
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> Versions:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    try:
+        return Versions(
+            kubernetes=values["KUBERNETES_VERSION"],
+            kwok=values["KWOK_VERSION"],
+            helm=values["HELM_VERSION"],
+        )
+    except KeyError as e:
+        raise BuildError(f"{path}: missing {e.args[0]}") from e
+
+
+def cache_dir(versions: Versions, root: Path = DEFAULT_CACHE_ROOT) -> Path:
+    return root / versions.kubernetes
+
+
+def bin_dir(versions: Versions, root: Path = DEFAULT_CACHE_ROOT) -> Path:
+    return cache_dir(versions, root) / "bin"
+
+
+def kwok_stages_file(versions: Versions, root: Path = DEFAULT_CACHE_ROOT) -> Path:
+    return cache_dir(versions, root) / "kwok-stages.yaml"
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CGO_ENABLED"] = "0"  # static binaries, and no C toolchain needed
+    env["GOFLAGS"] = "-buildvcs=false"
+    return env
+
+
+def _go(args: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise BuildError("the Go toolchain ('go') is not on PATH; install Go >= 1.26")
+    proc = subprocess.run(
+        [go, *args], cwd=cwd, env=env or _go_env(), capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise BuildError(f"go {' '.join(args)} failed:\n{proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _download(module: str, version: str) -> dict[str, str]:
+    """``go mod download -json``, run outside our module so its go.mod plays no part."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = _go(["mod", "download", "-json", f"{module}@{version}"], cwd=Path(tmp))
+    info: dict[str, str] = json.loads(out)
+    return info
+
+
+def render_go_mod_head(versions: Versions, kubernetes_go_mod: str) -> str:
+    """The hand-written part of go.mod; ``go mod tidy`` adds the indirect requirements."""
+    go_directive = _GO_DIRECTIVE.search(kubernetes_go_mod)
+    etcd = _ETCD_SERVER.search(kubernetes_go_mod)
+    staging = sorted(set(_STAGING_REPLACE.findall(kubernetes_go_mod)))
+    if go_directive is None or etcd is None or not staging:
+        raise BuildError("unexpected k8s.io/kubernetes go.mod: no go directive, etcd or staging")
+    replaces = "".join(f"\t{m} => {m} {versions.staging}\n" for m in staging)
+    return (
+        "// Generated from versions.env by binaries.py (launcher.py build); do not edit.\n"
+        f"module {MODULE_PATH}\n\n"
+        f"go {go_directive.group(1)}\n\n"
+        "require (\n"
+        f"\tgo.etcd.io/etcd/server/v3 {etcd.group(1)}\n"
+        f"\tk8s.io/kubernetes {versions.kubernetes}\n"
+        ")\n\n"
+        "// k8s.io/kubernetes points its staging modules at ./staging; use the published ones.\n"
+        f"replace (\n{replaces})\n"
+    )
+
+
+def go_mod_version(path: Path = GO_MOD) -> str | None:
+    """The k8s.io/kubernetes version go.mod requires, or None without a go.mod."""
+    if not path.exists():
+        return None
+    match = _KUBERNETES_REQUIRE.search(path.read_text())
+    return match.group(1) if match else None
+
+
+def sync_go_mod(versions: Versions, *, log: Log = print) -> bool:
+    """Regenerate go.mod and go.sum when they pin another Kubernetes; True if changed."""
+    if go_mod_version() == versions.kubernetes:
+        return False
+    log(f"generating go.mod for k8s.io/kubernetes {versions.kubernetes}")
+    info = _download("k8s.io/kubernetes", versions.kubernetes)
+    GO_MOD.write_text(render_go_mod_head(versions, Path(info["GoMod"]).read_text()))
+    (CLUSTER_DIR / "go.sum").unlink(missing_ok=True)
+    _go(["mod", "tidy"], cwd=CLUSTER_DIR)
+    return True
+
+
+def _ldflags(versions: Versions) -> str:
+    major, minor = versions.major_minor
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={versions.kubernetes}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    return " ".join(flags)
+
+
+def _helm_ldflags(versions: Versions) -> str:
+    major, minor = versions.major_minor
+    flags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version={versions.helm}"]
+    # Capabilities for `helm template` without a cluster: the Kubernetes we test against.
+    for pkg in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
+        flags += [f"-X {pkg}.k8sVersionMajor={major}", f"-X {pkg}.k8sVersionMinor={minor}"]
+    return " ".join(flags)
+
+
+def stamp(versions: Versions) -> str:
+    """What the binaries were built from; a different stamp means rebuild."""
+    digest = hashlib.sha256()
+    for path in (CLUSTER_DIR / "go.sum", *sorted((CLUSTER_DIR / "cmd").rglob("*.go"))):
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return json.dumps(
+        {**dataclasses.asdict(versions), "sources": digest.hexdigest()}, sort_keys=True
+    )
+
+
+def expected_files(versions: Versions, root: Path = DEFAULT_CACHE_ROOT) -> list[Path]:
+    bins = bin_dir(versions, root)
+    names = (MULTICALL, *MULTICALL_COMMANDS, "kwok", "helm")
+    return [bins / n for n in names] + [kwok_stages_file(versions, root)]
+
+
+def is_built(versions: Versions, root: Path = DEFAULT_CACHE_ROOT) -> bool:
+    stamp_file = bin_dir(versions, root) / STAMP_NAME
+    if not all(p.exists() for p in expected_files(versions, root)) or not stamp_file.exists():
+        return False
+    return stamp_file.read_text() == stamp(versions)
+
+
+def build(
+    versions: Versions | None = None,
+    *,
+    root: Path = DEFAULT_CACHE_ROOT,
+    force: bool = False,
+    jobs: int = DEFAULT_JOBS,
+    log: Log = print,
+) -> Path:
+    """Build every binary unless the stamp says they are current; return the bin dir."""
+    versions = versions or read_versions()
+    sync_go_mod(versions, log=log)
+    bins = bin_dir(versions, root)
+    if not force and is_built(versions, root):
+        return bins
+    bins.mkdir(parents=True, exist_ok=True)
+    (bins / STAMP_NAME).unlink(missing_ok=True)
+    started = time.monotonic()
+
+    log(f"building {MULTICALL} ({', '.join(MULTICALL_COMMANDS)}) {versions.kubernetes}")
+    _go(
+        [
+            "build",
+            "-p",
+            str(jobs),
+            "-trimpath",
+            f"-ldflags={_ldflags(versions)}",
+            "-o",
+            str(bins / MULTICALL),
+            f"./cmd/{MULTICALL}",
+        ],
+        cwd=CLUSTER_DIR,
+    )
+    for name in MULTICALL_COMMANDS:
+        link = bins / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(MULTICALL)
+
+    env = {**_go_env(), "GOBIN": str(bins)}
+    log(f"installing kwok {versions.kwok}")
+    _go(
+        [
+            "install",
+            "-p",
+            str(jobs),
+            "-trimpath",
+            "-ldflags=-s -w",
+            f"sigs.k8s.io/kwok/cmd/kwok@{versions.kwok}",
+        ],
+        cwd=CLUSTER_DIR,
+        env=env,
+    )
+    log(f"installing helm {versions.helm}")
+    _go(
+        [
+            "install",
+            "-p",
+            str(jobs),
+            "-trimpath",
+            f"-ldflags={_helm_ldflags(versions)}",
+            f"helm.sh/helm/v3/cmd/helm@{versions.helm}",
+        ],
+        cwd=CLUSTER_DIR,
+        env=env,
+    )
+
+    kwok_dir = Path(_download("sigs.k8s.io/kwok", versions.kwok)["Dir"])
+    stages = "---\n".join((kwok_dir / f).read_text() for f in KWOK_STAGE_FILES)
+    kwok_stages_file(versions, root).write_text(stages)
+
+    (bins / STAMP_NAME).write_text(stamp(versions))
+    log(f"built {bins} in {time.monotonic() - started:.0f}s")
+    return bins
+
+
+if __name__ == "__main__":
+    try:
+        print(build(force="--force" in sys.argv[1:]))
+    except BuildError as e:
+        sys.exit(f"error: {e}")

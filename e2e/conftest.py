@@ -1,0 +1,69 @@
+"""Fixtures for tests against a real Kubernetes API server.
+
+``k8s_cluster`` is one control plane per test session, started from ``e2e/cluster`` (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler and KWOK's fake nodes as local
+processes) and stopped at the end, also when tests fail. Set ``PILOTHOUSE_TEST_KUBECONFIG``
+to run the same tests against a cluster you already have (kind, CI); that cluster is left
+as it was found, apart from what the tests create and delete.
+
+Further fixtures (the operator under test, charts) build on ``k8s_cluster``: it gives the
+kubeconfig path, ``kubectl(...)``, and the kubectl and helm binaries.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+E2E_DIR = Path(__file__).resolve().parent
+if str(E2E_DIR) not in sys.path:  # `cluster` (e2e/cluster) is a package beside this file
+    sys.path.insert(0, str(E2E_DIR))
+
+from cluster import launcher  # noqa: E402
+
+KUBECONFIG_ENV = "PILOTHOUSE_TEST_KUBECONFIG"
+
+
+def _state_dir(config: pytest.Config) -> Path:
+    """Separate from `make cluster-up`'s, and per xdist worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return launcher.DEFAULT_STATE_DIR.with_name(f"cluster-e2e{'-' + worker if worker else ''}")
+
+
+@pytest.fixture(scope="session")
+def k8s_cluster(pytestconfig: pytest.Config) -> Iterator[launcher.Cluster]:
+    """A Kubernetes cluster for the whole session: local processes, or $PILOTHOUSE_TEST_KUBECONFIG.
+
+    Attributes tests use: ``kubeconfig`` (Path), ``kubectl(*args, input=None, check=True)``,
+    ``kubectl_path``, ``helm_path``, ``bin_dir``, ``env()`` (KUBECONFIG and PATH set).
+    """
+
+    def log(msg: str) -> None:
+        print(f"[k8s_cluster] {msg}", file=sys.stderr, flush=True)
+
+    existing = os.environ.get(KUBECONFIG_ENV)
+    if existing:
+        yield launcher.Cluster.existing(existing, log=log)
+        return
+    cluster = launcher.Cluster(_state_dir(pytestconfig), nodes=3, log=log)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def k8s_namespace(k8s_cluster: launcher.Cluster) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (without waiting)."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    k8s_cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        k8s_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
