@@ -66,6 +66,12 @@ __all__ = [
 
 DEFAULT_FALLBACK_RESPONSE = "We are having trouble right now, a human will follow up."
 DEFAULT_REFUSAL_RESPONSE = "I'm sorry, but I can't help with that request."
+DEFAULT_ESCALATION_RESPONSE = (
+    "This needs a person's approval before I can continue; you will hear back once it is reviewed."
+)
+DEFAULT_INCOMPLETE_RESPONSE = (
+    "I'm sorry, I could not finish this request. A human will follow up if needed."
+)
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -484,6 +490,14 @@ class RuntimeConfig(_Model):
     """Tools the model may call."""
     max_steps: int = Field(default=8, ge=1, le=100)
     """LLM round trips per request."""
+    max_request_tokens: int | None = Field(default=None, ge=1)
+    """Tokens (input + output, all LLM calls) one request may use; the loop stops with
+    status ``failed`` before a call once this is reached. None: no bound besides ``maxSteps``."""
+    escalation_response: str = DEFAULT_ESCALATION_RESPONSE
+    """Answer given while an action waits for a human's approval."""
+    incomplete_response: str = DEFAULT_INCOMPLETE_RESPONSE
+    """Answer given when a request stops before an answer (``maxSteps`` or the token budget
+    reached); the result's ``fallback_reason`` says which."""
     reliability: ReliabilityConfig = ReliabilityConfig()
     """Timeouts, retries and the breaker."""
     workers: WorkerConfig = WorkerConfig()
