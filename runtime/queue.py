@@ -1,0 +1,582 @@
+"""The durable work queue: one Redis stream per agent, read by a consumer group of workers.
+
+This is the only module that talks to the queue in Redis. The HTTP API enqueues with
+:meth:`WorkQueue.enqueue`; the worker pool (``pilothouse.runtime.workers``) reads, reclaims,
+completes and dead-letters entries; the operator's autoscaler imports :func:`stream_key`,
+:data:`GROUP` and :func:`backlog` to read an agent's backlog.
+
+How it stays exact and cheap (each numbered step is one round trip, done by a Lua script):
+
+1. Enqueue checks the request id (a request already known is never queued twice), the backlog
+   bound, then XADDs and records the request as ``queued``. The bound is exact because
+   acknowledged entries are deleted: ``XLEN`` *is* the backlog (not yet delivered plus delivered
+   but unacknowledged), for Redis 6.2 and 7 alike. Nothing is trimmed: a full queue answers
+   :class:`QueueFull`, it never drops accepted work.
+2. A worker completes a batch of entries at once: XACK; if the entry was still pending, store
+   the result (``state key``, TTL ``resultTtlSeconds``) and PUBLISH it to the reply channel of
+   the API process that waits for it; XDEL. Result and acknowledgement are atomic, and only the
+   first completion of an entry writes: a request is answered once.
+3. Entries idle past the visibility timeout (their pod died) are claimed with XAUTOCLAIM, with
+   their delivery counts; past ``maxDeliveries`` they go to the dead-letter stream with the
+   reason, acknowledged in the main stream.
+
+A request's state lives under ``{prefix}:{namespace}:{agent}:request:{id}``: ``q`` + JSON while
+queued, ``d`` + the :class:`~pilothouse.runtime.requests.AgentResult` JSON once answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+import orjson
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+
+from pilothouse.runtime import config, envelopes, errors
+
+__all__ = [
+    "GROUP",
+    "QueueFull",
+    "QueueUnavailable",
+    "ResultWaiter",
+    "WorkQueue",
+    "backlog",
+    "dead_letter_key",
+    "key_base",
+    "reply_channel",
+    "state_key",
+    "stream_key",
+]
+
+log = logging.getLogger(__name__)
+
+GROUP: Final = "workers"
+"""The consumer group every worker of an agent reads with."""
+DEAD_LETTER_MAXLEN: Final = 10_000
+"""Approximate bound of the dead-letter stream (oldest dead letters are trimmed first)."""
+
+
+# ------------------------------------------------------------------------------------- names
+
+
+def key_base(cfg: config.RuntimeConfig) -> str:
+    """``{keyPrefix}:{namespace}:{agent}``: the prefix of every key of one agent."""
+    return f"{cfg.redis.key_prefix}:{cfg.namespace}:{cfg.agent}"
+
+
+def stream_key(cfg: config.RuntimeConfig) -> str:
+    """The agent's request stream, ``{keyPrefix}:{namespace}:{agent}:requests``."""
+    return f"{key_base(cfg)}:requests"
+
+
+def dead_letter_key(cfg: config.RuntimeConfig) -> str:
+    """The agent's dead-letter stream, ``{keyPrefix}:{namespace}:{agent}:dead``."""
+    return f"{key_base(cfg)}:dead"
+
+
+def state_key(cfg: config.RuntimeConfig, request_id: str) -> str:
+    """Where a request's state (queued, or its result) is kept."""
+    return f"{key_base(cfg)}:request:{request_id}"
+
+
+def reply_channel(cfg: config.RuntimeConfig, instance: str) -> str:
+    """The pub/sub channel on which one API process hears about the results it waits for."""
+    return f"{key_base(cfg)}:results:{instance}"
+
+
+def _errors_key(cfg: config.RuntimeConfig) -> str:
+    return f"{key_base(cfg)}:requests:errors"
+
+
+async def backlog(redis: aioredis.Redis, cfg: config.RuntimeConfig) -> int:
+    """Entries not yet delivered plus delivered but unacknowledged.
+
+    Acknowledged entries are deleted, so this is the stream's length: one O(1) command.
+    """
+    n: int = await redis.xlen(stream_key(cfg))
+    return n
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+class QueueFull(errors.RuntimeFailure):
+    """The backlog is at ``queueMaxLength``: the request was not accepted, try again later."""
+
+    def __init__(self, backlog: int, limit: int, retry_after: int) -> None:
+        super().__init__(f"the queue is full ({backlog} of {limit} entries); retry later")
+        self.backlog = backlog
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class QueueUnavailable(errors.DependencyUnavailable):
+    """Redis cannot be reached: nothing was enqueued or acknowledged."""
+
+
+# -------------------------------------------------------------------------------- Lua scripts
+
+_ENQUEUE: Final = """
+-- KEYS[1] stream, KEYS[2] state; ARGV[1] max backlog (0: no bound), ARGV[2] state value,
+-- ARGV[3] state TTL seconds, ARGV[4] 1 = requeue of an answered request, ARGV[5..] fields
+local cur = redis.call('GET', KEYS[2])
+if cur and not (ARGV[4] == '1' and string.sub(cur, 1, 1) == 'd') then
+  return {'known', cur}
+end
+local n = redis.call('XLEN', KEYS[1])
+local bound = tonumber(ARGV[1])
+if bound > 0 and n >= bound then return {'full', n} end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return {'ok', id, n + 1}
+"""
+
+_COMPLETE: Final = """
+-- KEYS[1] stream, KEYS[2] errors hash, KEYS[2+i] state of item i
+-- ARGV[1] group, ARGV[2] result TTL; per item: entry id, request id, value, reply channel
+local out = {}
+local items = (#ARGV - 2) / 4
+for i = 1, items do
+  local a = 2 + (i - 1) * 4
+  local id = ARGV[a + 1]
+  local acked = redis.call('XACK', KEYS[1], ARGV[1], id)
+  if acked == 1 then
+    redis.call('SET', KEYS[2 + i], ARGV[a + 3], 'EX', ARGV[2])
+    if ARGV[a + 4] ~= '' then
+      redis.call('PUBLISH', ARGV[a + 4], ARGV[a + 2] .. ' ' .. ARGV[a + 3])
+    end
+  end
+  redis.call('XDEL', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  out[i] = acked
+end
+return out
+"""
+
+_DEAD_LETTER: Final = """
+-- KEYS[1] stream, KEYS[2] dead, KEYS[3] errors hash, KEYS[4] state ('' item: no request id)
+-- ARGV[1] group, ARGV[2] entry id, ARGV[3] reason, ARGV[4] deliveries, ARGV[5] consumer,
+-- ARGV[6] dead maxlen, ARGV[7] result value ('' for none), ARGV[8] result TTL,
+-- ARGV[9] reply channel, ARGV[10] request id, ARGV[11..] the entry's fields
+local reason = ARGV[3]
+local last = redis.call('HGET', KEYS[3], ARGV[2])
+if last and not string.find(reason, last, 1, true) then
+  reason = reason .. ' (last error: ' .. last .. ')'
+end
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if acked == 1 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'entry', ARGV[2], 'reason', reason,
+    'deliveries', ARGV[4], 'consumer', ARGV[5], unpack(ARGV, 11))
+  if ARGV[7] ~= '' then
+    redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[8])
+    if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. ARGV[7]) end
+  end
+end
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+return {acked, reason}
+"""
+
+_RECLAIM: Final = """
+-- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] count
+-- Returns {id, deliveries, fields} per claimed entry (fields false: the entry was deleted)
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
+  'COUNT', ARGV[4])
+local out = {}
+for _, e in ipairs(claimed[2]) do
+  if e and e[1] then
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+    local n = 0
+    if p[1] then n = p[1][4] end
+    out[#out + 1] = {e[1], n, e[2] or false}
+  end
+end
+return out
+"""
+
+_RENEW: Final = """
+-- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3..] entry ids this worker runs.
+-- Resets the idle time of those still owned by this consumer; returns the ids it lost.
+local mine, lost = {}, {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then mine[#mine + 1] = ARGV[i] else lost[#lost + 1] = ARGV[i] end
+end
+if #mine > 0 then
+  local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+  for _, id in ipairs(mine) do args[#args + 1] = id end
+  args[#args + 1] = 'JUSTID'
+  redis.call(unpack(args))
+end
+return lost
+"""
+
+
+@contextlib.contextmanager
+def _unavailable_on_connection_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
+        raise QueueUnavailable(f"queue: Redis unreachable while {what}: {e}") from e
+
+
+# ------------------------------------------------------------------------------ the queue
+
+
+class WorkQueue:
+    """One agent's stream, seen by one process (``consumer`` names it in the group)."""
+
+    def __init__(self, redis: aioredis.Redis, cfg: config.RuntimeConfig, *, consumer: str) -> None:
+        self.redis = redis
+        self.cfg = cfg
+        self.consumer = consumer
+        self.stream = stream_key(cfg)
+        self.dead = dead_letter_key(cfg)
+        self._errors = _errors_key(cfg)
+        self._max_backlog = cfg.workers.queue_max_length
+        self._ttl = cfg.workers.result_ttl_seconds
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._complete = redis.register_script(_COMPLETE)
+        self._dead_letter = redis.register_script(_DEAD_LETTER)
+        self._reclaim = redis.register_script(_RECLAIM)
+        self._renew = redis.register_script(_RENEW)
+
+    # ------------------------------------------------------------------------ producers
+
+    async def ensure_group(self) -> None:
+        """Create the stream and the consumer group if missing (idempotent)."""
+        with _unavailable_on_connection_errors("creating the consumer group"):
+            try:
+                await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+            except redis_errors.ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    async def enqueue(
+        self, envelope: envelopes.Envelope, *, requeue: bool = False
+    ) -> envelopes.Accepted | envelopes.RequestState:
+        """Add a request to the stream, or say what is already known about its id.
+
+        Returns :class:`Accepted`, or the :class:`RequestState` of a request id that is already
+        queued or answered (nothing is added then). ``requeue`` puts an answered request back
+        (an approved escalation resumes) and ignores the bound: that work was accepted before.
+        Raises :class:`QueueFull` at the bound, :class:`QueueUnavailable` without Redis.
+        """
+        rid = envelope.request.request_id
+        state = envelopes.QUEUED + orjson.dumps({"at": envelope.accepted_at})
+        args: list[Any] = [0 if requeue else self._max_backlog, state, self._ttl, int(requeue)]
+        for k, v in envelopes.encode_envelope(envelope).items():
+            args += (k, v)
+        with _unavailable_on_connection_errors("enqueueing"):
+            reply = await self._enqueue(keys=[self.stream, state_key(self.cfg, rid)], args=args)
+        kind = envelopes.to_str(reply[0])
+        if kind == "ok":
+            return envelopes.Accepted(envelopes.to_str(reply[1]), int(reply[2]))
+        if kind == "full":
+            n = int(reply[1])
+            raise QueueFull(n, self._max_backlog, envelopes.DEFAULT_RETRY_AFTER_SECONDS)
+        known = envelopes.parse_state(reply[1])
+        return known if known is not None else envelopes.RequestState("queued")
+
+    async def state(self, request_id: str) -> envelopes.RequestState | None:
+        """The request's state, or None when the id is unknown (or its result expired)."""
+        with _unavailable_on_connection_errors("reading a request's state"):
+            raw = await self.redis.get(state_key(self.cfg, request_id))
+        return envelopes.parse_state(raw)
+
+    async def backlog(self) -> int:
+        with _unavailable_on_connection_errors("reading the backlog"):
+            return await backlog(self.redis, self.cfg)
+
+    async def ping(self) -> None:
+        with _unavailable_on_connection_errors("pinging"):
+            await self.redis.ping()
+
+    # ------------------------------------------------------------------------ consumers
+
+    async def read(self, count: int, *, block_ms: int) -> list[envelopes.Delivery]:
+        """New entries for this consumer, waiting up to ``block_ms`` for the first."""
+        with _unavailable_on_connection_errors("reading the stream"):
+            try:
+                reply = await self._xreadgroup(count, block_ms)
+            except redis_errors.ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                await self.ensure_group()
+                reply = await self._xreadgroup(count, block_ms)
+        out: list[envelopes.Delivery] = []
+        streams = reply.items() if isinstance(reply, dict) else (reply or [])
+        for item in streams:
+            entries = item[1]
+            # RESP3 nests one more level: {stream: [[(id, fields), ...]]}
+            if len(entries or ()) == 1 and entries[0] and isinstance(entries[0][0], list | tuple):
+                entries = entries[0]
+            for entry_id, fields in entries:
+                out.append(envelopes.delivery_of(entry_id, fields, 1))
+        return out
+
+    async def _xreadgroup(self, count: int, block_ms: int) -> Any:
+        return await self.redis.xreadgroup(
+            GROUP, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
+
+    async def reclaim(
+        self, count: int, *, min_idle_ms: int | None = None
+    ) -> list[envelopes.Delivery]:
+        """Claim entries idle past the visibility timeout (their worker died), with counts."""
+        idle = min_idle_ms
+        if idle is None:
+            idle = int(self.cfg.workers.visibility_timeout_seconds * 1000)
+        with _unavailable_on_connection_errors("reclaiming entries"):
+            try:
+                reply = await self._reclaim(
+                    keys=[self.stream], args=[GROUP, self.consumer, idle, count]
+                )
+            except redis_errors.ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                await self.ensure_group()
+                return []
+        out = []
+        for entry_id, deliveries, fields in reply:
+            if not fields:  # deleted while pending: nothing left to do but forget it
+                await self.redis.xack(self.stream, GROUP, entry_id)
+                continue
+            out.append(envelopes.delivery_of(entry_id, fields, int(deliveries)))
+        return out
+
+    async def complete(self, items: Sequence[envelopes.Completion]) -> list[bool]:
+        """Store results, notify waiters and acknowledge, atomically, in one round trip.
+
+        Returns, per item, whether this completion answered the request (False: another
+        delivery of the same entry was acknowledged first, so this result was dropped).
+        """
+        if not items:
+            return []
+        keys = [self.stream, self._errors]
+        args: list[Any] = [GROUP, self._ttl]
+        for item in items:
+            keys.append(state_key(self.cfg, item.request_id))
+            args += (
+                item.entry_id,
+                item.request_id,
+                envelopes.DONE + item.result_json,
+                item.reply_to or "",
+            )
+        with _unavailable_on_connection_errors("completing entries"):
+            reply = await self._complete(keys=keys, args=args)
+        return [int(x) == 1 for x in reply]
+
+    async def dead_letter(
+        self, delivery: envelopes.Delivery, reason: str, *, result_json: bytes | None = None
+    ) -> tuple[bool, str]:
+        """Move an entry to the dead-letter stream with the reason, acknowledging it.
+
+        With ``result_json`` the request is also answered (with that failure result), so a
+        waiting caller hears of it. Returns (whether this call moved it, the reason recorded).
+        """
+        rid = delivery.request_id
+        reply_to = delivery.envelope.reply_to if delivery.envelope else None
+        keys = [self.stream, self.dead, self._errors, state_key(self.cfg, rid or "_")]
+        args: list[Any] = [
+            GROUP,
+            delivery.entry_id,
+            reason,
+            delivery.deliveries,
+            self.consumer,
+            DEAD_LETTER_MAXLEN,
+            (envelopes.DONE + result_json) if (result_json is not None and rid) else "",
+            self._ttl,
+            reply_to or "",
+            rid or "",
+        ]
+        for k, v in delivery.fields.items():
+            args += (k, v)
+        with _unavailable_on_connection_errors("dead-lettering an entry"):
+            moved, recorded = await self._dead_letter(keys=keys, args=args)
+        return int(moved) == 1, envelopes.to_str(recorded)
+
+    async def release(self, entry_ids: Sequence[str], *, error: str | None = None) -> None:
+        """Give entries back unacknowledged, at once reclaimable by any worker.
+
+        Their idle time is set past the visibility timeout (their delivery count is unchanged);
+        ``error`` is remembered as the reason should they end in the dead-letter stream.
+        """
+        if not entry_ids:
+            return
+        idle = int(self.cfg.workers.visibility_timeout_seconds * 1000) + 1
+        with _unavailable_on_connection_errors("releasing entries"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if error:
+                    pipe.hset(self._errors, mapping=dict.fromkeys(entry_ids, error[:500]))
+                pipe.xclaim(
+                    self.stream, GROUP, self.consumer, 0, list(entry_ids), idle=idle, justid=True
+                )
+                await pipe.execute()
+
+    async def renew(self, entry_ids: Sequence[str]) -> list[str]:
+        """Extend this worker's hold on entries it still runs; returns the ids it lost."""
+        if not entry_ids:
+            return []
+        with _unavailable_on_connection_errors("renewing leases"):
+            lost = await self._renew(keys=[self.stream], args=[GROUP, self.consumer, *entry_ids])
+        return [envelopes.to_str(x) for x in lost]
+
+    async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
+        """The newest dead letters (entry, reason, deliveries, consumer and the entry's fields)."""
+        with _unavailable_on_connection_errors("reading dead letters"):
+            entries = await self.redis.xrevrange(self.dead, count=count) or []
+        return [
+            {
+                "id": envelopes.to_str(eid),
+                **{
+                    envelopes.to_str(k): envelopes.to_str(v)
+                    for k, v in envelopes.fields_of(f).items()
+                },
+            }
+            for eid, f in entries
+        ]
+
+    async def prune_consumers(self, *, idle_ms: int) -> int:
+        """Forget consumers (old pods) that hold nothing and were idle this long."""
+        with _unavailable_on_connection_errors("pruning consumers"):
+            try:
+                consumers = await self.redis.xinfo_consumers(self.stream, GROUP)
+            except redis_errors.ResponseError:
+                return 0
+            removed = 0
+            for c in consumers:
+                info = {envelopes.to_str(k): v for k, v in c.items()}
+                name = envelopes.to_str(info.get("name", ""))
+                if name == self.consumer or int(info.get("pending", 1)) != 0:
+                    continue
+                if int(info.get("idle", 0)) >= idle_ms:
+                    await self.redis.xgroup_delconsumer(self.stream, GROUP, name)
+                    removed += 1
+            return removed
+
+
+# ----------------------------------------------------------------------------- result waiter
+
+
+class ResultWaiter:
+    """Delivers results to the callers of one API process that wait for them.
+
+    The process subscribes to its own reply channel (entries carry its name); workers PUBLISH
+    a result there when they store it. Pub/sub is at-most-once, so a waiter that times out, and
+    every waiter after the subscription reconnects, also reads the stored state: a result is
+    never missed, only learnt a little later.
+    """
+
+    def __init__(self, redis: aioredis.Redis, cfg: config.RuntimeConfig, *, instance: str) -> None:
+        self.redis = redis
+        self.cfg = cfg
+        self.channel = reply_channel(cfg, instance)
+        self._waiting: dict[str, list[asyncio.Future[bytes]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    async def start(self, *, within: float = 5.0) -> None:
+        self._task = asyncio.create_task(self._listen(), name=f"result-waiter:{self.channel}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), within)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for futures in self._waiting.values():
+            for f in futures:
+                f.cancel()
+        self._waiting.clear()
+
+    def expect(self, request_id: str) -> asyncio.Future[bytes]:
+        """A future that receives the result JSON of ``request_id``; register before enqueueing."""
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(request_id, []).append(fut)
+        return fut
+
+    def forget(self, request_id: str, fut: asyncio.Future[bytes]) -> None:
+        futures = self._waiting.get(request_id)
+        if futures is None:
+            return
+        with contextlib.suppress(ValueError):
+            futures.remove(fut)
+        if not futures:
+            del self._waiting[request_id]
+
+    async def wait(
+        self, request_id: str, fut: asyncio.Future[bytes], within: float
+    ) -> bytes | None:
+        """The result JSON if it arrives within ``within`` seconds, else None (after a last look
+        at the stored state)."""
+        try:
+            if within > 0:
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(fut), within)
+            if fut.done() and not fut.cancelled():
+                return fut.result()
+            state = await self._read_state(request_id)
+            return state.result_json if state and state.state == "done" else None
+        finally:
+            self.forget(request_id, fut)
+
+    async def _read_state(self, request_id: str) -> envelopes.RequestState | None:
+        with _unavailable_on_connection_errors("reading a request's state"):
+            return envelopes.parse_state(await self.redis.get(state_key(self.cfg, request_id)))
+
+    def _deliver(self, data: bytes) -> None:
+        rid, _, value = data.partition(b" ")
+        futures = self._waiting.pop(rid.decode(errors="replace"), None)
+        if not futures:
+            return
+        result = value[1:] if value[:1] == envelopes.DONE else value
+        for f in futures:
+            if not f.done():
+                f.set_result(result)
+
+    async def _sweep(self) -> None:
+        """After (re)subscribing: answer waiters whose result was published meanwhile."""
+        for rid in list(self._waiting):
+            with contextlib.suppress(QueueUnavailable):
+                state = await self._read_state(rid)
+                if state is not None and state.state == "done" and state.result_json is not None:
+                    self._deliver(rid.encode() + b" " + envelopes.DONE + state.result_json)
+
+    async def _listen(self) -> None:
+        backoff = 0.05
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._subscribed.set()
+                backoff = 0.05
+                await self._sweep()
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None and message.get("type") == "message":
+                        self._deliver(envelopes.to_bytes(message["data"]))
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
+                self._subscribed.clear()
+                log.warning("result subscription lost, reconnecting: %s", e)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def now() -> float:
+    """Epoch seconds: when a request is accepted (compared across pods, so wall clock)."""
+    return time.time()
