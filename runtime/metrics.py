@@ -78,3 +78,75 @@ DECISIONS: Final = Counter(
     "Decision records produced by the agent loop, by agent, action and outcome.",
     ["agent", "action", "outcome"],
 )
+
+# ------------------------------------------------------------------- serving, queue, workers
+
+__all__ += [
+    "DEAD_LETTERS",
+    "HTTP_REQUESTS",
+    "HTTP_REQUEST_DURATION",
+    "INFLIGHT",
+    "QUEUE_BACKLOG",
+    "QUEUE_RECLAIMED",
+    "QUEUE_REJECTED",
+    "QUEUE_WAIT",
+    "REQUESTS",
+    "REQUEST_DURATION",
+]
+
+REQUESTS: Final = Counter(
+    "pilothouse_requests_total",
+    "Requests answered by this process's workers, by agent and result status (completed, "
+    "fallback, refused, escalated, failed).",
+    ["agent", "status"],
+)
+REQUEST_DURATION: Final = Histogram(
+    "pilothouse_request_duration_seconds",
+    "Time from the API accepting a request to its answer being stored (queue wait included).",
+    ["agent"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+QUEUE_WAIT: Final = Histogram(
+    "pilothouse_queue_wait_seconds",
+    "Time an accepted request waited in the queue before a worker took it.",
+    ["agent"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+QUEUE_BACKLOG: Final = Gauge(
+    "pilothouse_queue_backlog",
+    "Entries of the agent's stream not yet acknowledged (waiting or being processed), as last "
+    "seen by this process.",
+    ["agent"],
+)
+QUEUE_REJECTED: Final = Counter(
+    "pilothouse_queue_rejected_total",
+    "Requests refused with 429 because the agent's queue was full.",
+    ["agent"],
+)
+QUEUE_RECLAIMED: Final = Counter(
+    "pilothouse_queue_reclaimed_total",
+    "Entries this process took over from a worker that stopped acknowledging (died, hung, or "
+    "gave them back).",
+    ["agent"],
+)
+DEAD_LETTERS: Final = Counter(
+    "pilothouse_dead_letters_total",
+    "Entries moved to the agent's dead-letter stream.",
+    ["agent"],
+)
+INFLIGHT: Final = Gauge(
+    "pilothouse_inflight_requests",
+    "Requests being processed by this process's workers.",
+    ["agent"],
+)
+HTTP_REQUESTS: Final = Counter(
+    "pilothouse_http_requests_total",
+    "HTTP requests served, by route template (``_other`` for unknown paths), method and status.",
+    ["route", "method", "code"],
+)
+HTTP_REQUEST_DURATION: Final = Histogram(
+    "pilothouse_http_request_duration_seconds",
+    "Time to serve an HTTP request (waiting for an answer included), by route template.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

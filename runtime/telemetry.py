@@ -1,0 +1,217 @@
+"""Logs and traces of a runtime process: JSON log lines and the OpenTelemetry tracer provider.
+
+``pilothouse serve`` calls :func:`configure_logging` and :func:`configure_tracing` once at start;
+the API, the queue and the worker pool use :func:`tracer`, :func:`inject` and :func:`extract`
+to carry one trace from the HTTP request through the Redis stream into the worker (W3C
+``traceparent`` in the stream entry), where the agent loop adds its LLM, tool and policy spans.
+
+Logs are one JSON object per line with the request id and the trace id of the moment. Every
+string that goes out is passed through the PII redactor of the governance layer, and
+credentials in URLs and bearer tokens are masked: logs never become a copy of users' personal
+data or of the pod's secrets.
+
+Traces are exported over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) or ``telemetry.otlpEndpoint`` is set, and not at all
+otherwise; the other standard ``OTEL_*`` variables (sampler, headers, service name, resource
+attributes, ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER=none``) apply as usual.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Final, TextIO
+
+import orjson
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+
+from pilothouse.runtime import config
+from pilothouse.runtime.policies import pii
+
+__all__ = [
+    "REQUEST_ID",
+    "JsonFormatter",
+    "configure_logging",
+    "configure_tracing",
+    "extract",
+    "inject",
+    "install_span_exporter",
+    "scrub",
+    "trace_id",
+    "tracer",
+]
+
+REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
+    "pilothouse_request_id", default=None
+)
+"""The request being handled by the current task; every log line carries it."""
+
+TRACER_NAME: Final = "pilothouse.runtime"
+
+_URL_CREDENTIALS: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")
+_BEARER: Final = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_STANDARD_ATTRS: Final = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
+    | {"message", "asctime", "color_message", "taskName"}
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` without personal data, URL credentials or bearer tokens."""
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    text = _BEARER.sub(r"\1***", text)
+    return pii.redact(text)
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub_value(v) for v in value]
+    return scrub(str(value))
+
+
+def trace_id() -> str | None:
+    """The current trace id as 32 hex digits, if a span is being recorded."""
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, request_id, trace_id, span_id, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": scrub(record.getMessage()),
+        }
+        rid = REQUEST_ID.get()
+        if rid is not None:
+            doc["request_id"] = rid
+        span_ctx = trace.get_current_span().get_span_context()
+        if span_ctx.is_valid:
+            doc["trace_id"] = format(span_ctx.trace_id, "032x")
+            doc["span_id"] = format(span_ctx.span_id, "016x")
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                doc[key] = _scrub_value(value)
+        if record.exc_info:
+            doc["error"] = scrub(self.formatException(record.exc_info))
+        return orjson.dumps(doc, default=str).decode()
+
+
+def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> logging.Handler:
+    """Send every log record of the process, uvicorn's included, as JSON lines to ``stream``."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True
+    # One line per HTTP request is the access log's job in front of the pod, not ours.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    return handler
+
+
+# -------------------------------------------------------------------------------------- traces
+
+
+def _traces_endpoint(cfg: config.RuntimeConfig, environ: Mapping[str, str]) -> str | None:
+    """The OTLP/HTTP traces URL from the config (the exporter reads the ``OTEL_*`` ones)."""
+    base = cfg.telemetry.otlp_endpoint
+    if not base:
+        return None
+    return base if base.rstrip("/").endswith("/v1/traces") else base.rstrip("/") + "/v1/traces"
+
+
+def configure_tracing(
+    cfg: config.RuntimeConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    exporter: SpanExporter | None = None,
+) -> TracerProvider | None:
+    """Install the process's tracer provider; None when tracing is off (no-op spans, no cost).
+
+    ``exporter`` replaces the OTLP exporter (tests pass an in-memory one).
+    """
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if exporter is None:
+        if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+            return None
+        from_env = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        endpoint = None if from_env else _traces_endpoint(cfg, env)
+        if not from_env and endpoint is None:
+            return None
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(endpoint=endpoint)
+    attributes: dict[str, str] = {
+        "pilothouse.agent": cfg.agent,
+        "k8s.namespace.name": cfg.namespace,
+    }
+    if not env.get("OTEL_SERVICE_NAME"):
+        attributes[SERVICE_NAME] = cfg.telemetry.service_name or f"pilothouse-{cfg.agent}"
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def install_span_exporter(exporter: SpanExporter) -> TracerProvider:
+    """Also send every span of this process to ``exporter`` (synchronously); for tests.
+
+    Adds to the SDK provider already installed, or installs one.
+    """
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "pilothouse-test"}))
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def tracer() -> trace.Tracer:
+    """The runtime's tracer (a no-op one until a provider is installed)."""
+    return trace.get_tracer(TRACER_NAME)
+
+
+def inject(carrier: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """The current trace context as W3C headers (``traceparent``, ``tracestate``)."""
+    out: dict[str, str] = dict(carrier or {})
+    propagate.inject(out)
+    return out
+
+
+def extract(carrier: Mapping[str, str]) -> otel_context.Context:
+    """A context whose parent is the span described by W3C headers in ``carrier``."""
+    return propagate.extract(carrier)
