@@ -17,6 +17,9 @@ from typing import Final
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "AUDIT_BATCH_DURATION",
+    "AUDIT_RECORDS",
+    "AUDIT_SPOOLED",
     "BREAKER_DEGRADED",
     "BREAKER_STATE",
     "BREAKER_STATE_VALUES",
@@ -26,6 +29,8 @@ __all__ = [
     "LLM_REQUEST_DURATION",
     "LLM_RETRIES",
     "LLM_TOKENS",
+    "POLICY_DECISIONS",
+    "POLICY_RESULTS",
     "TOOL_CALLS",
     "UNKNOWN_TOOL_LABEL",
 ]
@@ -77,6 +82,41 @@ DECISIONS: Final = Counter(
     "pilothouse_decisions_total",
     "Decision records produced by the agent loop, by agent, action and outcome.",
     ["agent", "action", "outcome"],
+)
+
+# ------------------------------------------------------------------------------ governance
+
+POLICY_RESULTS: Final = (
+    "allowed",
+    "denied",
+    "escalate",
+    "dry_run_denied",
+    "dry_run_escalate",
+    "failed_closed",
+    "failed_open",
+)
+"""Values of the ``result`` label of :data:`POLICY_DECISIONS` (``failed_*``: the check itself
+failed, e.g. Redis down, and the policy failed closed or, with ``failOpen``, open)."""
+POLICY_DECISIONS: Final = Counter(
+    "pilothouse_policy_decisions_total",
+    "Verdicts of each policy on the actions it judged, by policy and result.",
+    ["policy", "result"],
+)
+AUDIT_RECORDS: Final = Counter(
+    "pilothouse_audit_records_total",
+    "Audit records (decisions and request summaries) by outcome: written (to PostgreSQL), "
+    "spooled (to local disk while PostgreSQL was unreachable), replayed (from the spool), "
+    "duplicate (already stored; dropped).",
+    ["outcome"],
+)
+AUDIT_SPOOLED: Final = Gauge(
+    "pilothouse_audit_spooled_records",
+    "Audit records waiting in the local spool to be replayed into PostgreSQL.",
+)
+AUDIT_BATCH_DURATION: Final = Histogram(
+    "pilothouse_audit_batch_duration_seconds",
+    "Duration of one batch write of the audit writer to PostgreSQL.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
 # ------------------------------------------------------------------- serving, queue, workers
