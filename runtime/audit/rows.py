@@ -281,6 +281,8 @@ class EscalationRow:
     decided_by: str | None = None
     reason: str | None = None
     """The decider's reason."""
+    settled_at: datetime | None = None
+    """When the runtime acted on the decision (resumed the request or answered it)."""
 
 
 ESCALATION_COLUMNS: Final = tuple(f.name for f in fields(EscalationRow))

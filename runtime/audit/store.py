@@ -471,3 +471,28 @@ class AuditStore:
                 now,
             )
         return [_escalation(r) for r in found]
+
+    async def unsettled_escalations(
+        self, agent: str | None, limit: int
+    ) -> list[rows.EscalationRow]:
+        """Decided escalations the runtime has not acted on yet, oldest decision first."""
+        async with self._conn() as conn:
+            found = await conn.fetch(
+                "SELECT * FROM audit_escalations WHERE status <> 'pending'"
+                " AND settled_at IS NULL AND ($1::text IS NULL OR agent_id = $1)"
+                " ORDER BY decided_at LIMIT $2",
+                agent,
+                limit,
+            )
+        return [_escalation(r) for r in found]
+
+    async def settle_escalation(self, escalation_id: str, now: datetime) -> bool:
+        """Mark a decided escalation as acted on; False when it already was (or is pending)."""
+        async with self._conn() as conn:
+            done = await conn.execute(
+                "UPDATE audit_escalations SET settled_at = $2"
+                " WHERE id = $1 AND status <> 'pending' AND settled_at IS NULL",
+                escalation_id,
+                now,
+            )
+        return str(done).endswith(" 1")

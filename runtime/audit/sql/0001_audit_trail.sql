@@ -92,6 +92,7 @@ CREATE TABLE audit_escalations (
     decided_at      timestamptz,
     decided_by      text,
     reason          text,
+    settled_at      timestamptz,       -- when the runtime acted on the decision (resumed/answered)
     UNIQUE (request_id, step)
 );
 CREATE INDEX audit_escalations_pending ON audit_escalations (status, expires_at);
@@ -124,7 +125,7 @@ CREATE TRIGGER audit_chain_anchors_retention_only BEFORE UPDATE OR DELETE ON aud
     EXECUTE FUNCTION audit_append_only();
 
 -- Escalations change state once: pending -> approved | denied | expired, and only the
--- decision columns change.
+-- decision columns change; then settled_at is set once, when the runtime acted on it.
 CREATE FUNCTION audit_escalation_transition() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -134,16 +135,25 @@ BEGIN
         RAISE EXCEPTION 'pilothouse audit: escalations are deleted only by the retention job'
             USING ERRCODE = 'P0001';
     END IF;
-    IF OLD.status <> 'pending' OR NEW.status = 'pending'
-       OR (NEW.id, NEW.request_id, NEW.step, NEW.agent_id, NEW.action, NEW.tool, NEW.params,
-           NEW.policy, NEW.why, NEW.snapshot, NEW.requested_at, NEW.expires_at)
-          IS DISTINCT FROM
-          (OLD.id, OLD.request_id, OLD.step, OLD.agent_id, OLD.action, OLD.tool, OLD.params,
-           OLD.policy, OLD.why, OLD.snapshot, OLD.requested_at, OLD.expires_at) THEN
-        RAISE EXCEPTION 'pilothouse audit: escalation % can only go from pending to a decision',
-            OLD.id USING ERRCODE = 'P0001';
+    IF (NEW.id, NEW.request_id, NEW.step, NEW.agent_id, NEW.action, NEW.tool, NEW.params,
+        NEW.policy, NEW.why, NEW.snapshot, NEW.requested_at, NEW.expires_at)
+       IS DISTINCT FROM
+       (OLD.id, OLD.request_id, OLD.step, OLD.agent_id, OLD.action, OLD.tool, OLD.params,
+        OLD.policy, OLD.why, OLD.snapshot, OLD.requested_at, OLD.expires_at) THEN
+        RAISE EXCEPTION 'pilothouse audit: escalation % is immutable but for its decision', OLD.id
+            USING ERRCODE = 'P0001';
     END IF;
-    RETURN NEW;
+    IF OLD.status = 'pending' AND NEW.status <> 'pending' AND NEW.settled_at IS NULL THEN
+        RETURN NEW;  -- the decision
+    END IF;
+    IF OLD.status <> 'pending' AND NEW.status = OLD.status AND OLD.settled_at IS NULL
+       AND NEW.settled_at IS NOT NULL
+       AND (NEW.decided_at, NEW.decided_by, NEW.reason)
+           IS NOT DISTINCT FROM (OLD.decided_at, OLD.decided_by, OLD.reason) THEN
+        RETURN NEW;  -- the runtime acted on the decision
+    END IF;
+    RAISE EXCEPTION 'pilothouse audit: escalation % can only go from pending to a decision, '
+        'then be settled once', OLD.id USING ERRCODE = 'P0001';
 END
 $$;
 
