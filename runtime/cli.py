@@ -24,6 +24,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "run a scripted, fault-injecting OpenAI-compatible server",
     ),
     ("config", "pilothouse.runtime.config_command", "validate and print a runtime config file"),
+    (
+        "eval",
+        "pilothouse.runtime.evaluation.command",
+        "score an agent on an evaluation dataset and gate on the score",
+    ),
 )
 
 
