@@ -111,7 +111,7 @@ class ModelChain:
             raise errors.ConfigError("a model chain needs at least one model")
         self.models = tuple(models)
         self._client = client
-        self._breakers = breakers
+        self.breakers = breakers
         self._retry = retry
         self._rng = rng or random.Random()
         self._clock = clock
@@ -178,7 +178,7 @@ class ModelChain:
             )
             attempts.append(record)
             raise record.error
-        permit = await self._breakers.acquire(model.key)
+        permit = await self.breakers.acquire(model.key)
         if not permit.allowed:
             record.error = errors.CircuitOpen(
                 f"{model.key}: circuit breaker open, "
@@ -196,11 +196,11 @@ class ModelChain:
         except errors.LLMError as e:
             record.latency_s = self._clock.monotonic() - started
             record.error = e
-            await self._breakers.record(
+            await self.breakers.record(
                 model.key, success=not _counts_as_failure(e), probe=permit.probe
             )
             raise
         record.latency_s = self._clock.monotonic() - started
         record.completion = completion
-        await self._breakers.record(model.key, success=True, probe=permit.probe)
+        await self.breakers.record(model.key, success=True, probe=permit.probe)
         return completion
