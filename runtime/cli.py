@@ -18,6 +18,7 @@ __all__ = ["main"]
 
 # (name, module, one-line help)
 _COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("serve", "pilothouse.runtime.serve_command", "run an agent: HTTP API, queue, workers"),
     (
         "mock-llm",
         "pilothouse.runtime.mockllm.command",

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 GROUP: Final = "workers"
 """The consumer group every worker of an agent reads with."""
+_LISTEN_POLL_SECONDS: Final = 1.0
 DEAD_LETTER_MAXLEN: Final = 10_000
 """Approximate bound of the dead-letter stream (oldest dead letters are trimmed first)."""
 
@@ -123,9 +124,12 @@ class QueueUnavailable(errors.DependencyUnavailable):
 
 _ENQUEUE: Final = """
 -- KEYS[1] stream, KEYS[2] state; ARGV[1] max backlog (0: no bound), ARGV[2] state value,
--- ARGV[3] state TTL seconds, ARGV[4] 1 = requeue of an answered request, ARGV[5..] fields
+-- ARGV[3] state TTL seconds, ARGV[4] escalation id ('' unless this resumes an approved
+-- escalation), ARGV[5..] the entry's fields
 local cur = redis.call('GET', KEYS[2])
-if cur and not (ARGV[4] == '1' and string.sub(cur, 1, 1) == 'd') then
+if cur and not (ARGV[4] ~= '' and string.sub(cur, 1, 1) == 'd'
+    and string.find(cur, '"status":"escalated"', 1, true)
+    and string.find(cur, '"escalation_id":"' .. ARGV[4] .. '"', 1, true)) then
   return {'known', cur}
 end
 local n = redis.call('XLEN', KEYS[1])
@@ -134,6 +138,18 @@ if bound > 0 and n >= bound then return {'full', n} end
 local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 return {'ok', id, n + 1}
+"""
+
+_ANSWER_ESCALATED: Final = """
+-- KEYS[1] state; ARGV[1] escalation id, ARGV[2] value, ARGV[3] TTL. Stores the final answer of
+-- a request whose escalation was denied or expired, unless it moved on meanwhile.
+local cur = redis.call('GET', KEYS[1])
+if cur and not (string.sub(cur, 1, 1) == 'd'
+    and string.find(cur, '"escalation_id":"' .. ARGV[1] .. '"', 1, true)) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
 """
 
 _COMPLETE: Final = """
@@ -241,6 +257,7 @@ class WorkQueue:
         self._max_backlog = cfg.workers.queue_max_length
         self._ttl = cfg.workers.result_ttl_seconds
         self._enqueue = redis.register_script(_ENQUEUE)
+        self._answer_escalated = redis.register_script(_ANSWER_ESCALATED)
         self._complete = redis.register_script(_COMPLETE)
         self._dead_letter = redis.register_script(_DEAD_LETTER)
         self._reclaim = redis.register_script(_RECLAIM)
@@ -258,18 +275,21 @@ class WorkQueue:
                     raise
 
     async def enqueue(
-        self, envelope: envelopes.Envelope, *, requeue: bool = False
+        self, envelope: envelopes.Envelope
     ) -> envelopes.Accepted | envelopes.RequestState:
         """Add a request to the stream, or say what is already known about its id.
 
         Returns :class:`Accepted`, or the :class:`RequestState` of a request id that is already
-        queued or answered (nothing is added then). ``requeue`` puts an answered request back
-        (an approved escalation resumes) and ignores the bound: that work was accepted before.
+        queued or answered (nothing is added then). A request with ``approved_escalation`` set
+        resumes: it is added only while its stored answer is still that escalation (so resuming
+        twice runs it once), and the bound does not apply (that work was accepted before).
         Raises :class:`QueueFull` at the bound, :class:`QueueUnavailable` without Redis.
         """
         rid = envelope.request.request_id
+        resumes = envelope.request.approved_escalation or ""
         state = envelopes.QUEUED + orjson.dumps({"at": envelope.accepted_at})
-        args: list[Any] = [0 if requeue else self._max_backlog, state, self._ttl, int(requeue)]
+        bound = 0 if resumes else self._max_backlog
+        args: list[Any] = [bound, state, self._ttl, resumes]
         for k, v in envelopes.encode_envelope(envelope).items():
             args += (k, v)
         with _unavailable_on_connection_errors("enqueueing"):
@@ -288,6 +308,18 @@ class WorkQueue:
         with _unavailable_on_connection_errors("reading a request's state"):
             raw = await self.redis.get(state_key(self.cfg, request_id))
         return envelopes.parse_state(raw)
+
+    async def answer_escalated(
+        self, request_id: str, escalation_id: str, result_json: bytes
+    ) -> bool:
+        """Store the final answer of a request whose escalation was denied or expired (it is
+        not in the stream); False when the request moved on meanwhile (nothing written)."""
+        with _unavailable_on_connection_errors("storing a result"):
+            written = await self._answer_escalated(
+                keys=[state_key(self.cfg, request_id)],
+                args=[escalation_id, envelopes.DONE + result_json, self._ttl],
+            )
+        return int(written) == 1
 
     async def backlog(self) -> int:
         with _unavailable_on_connection_errors("reading the backlog"):
@@ -564,7 +596,9 @@ class ResultWaiter:
                 backoff = 0.05
                 await self._sweep()
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=_LISTEN_POLL_SECONDS
+                    )
                     if message is not None and message.get("type") == "message":
                         self._deliver(envelopes.to_bytes(message["data"]))
             except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:

@@ -134,15 +134,17 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> l
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
-    # One line per HTTP request is the access log's job in front of the pod, not ours.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # One line per HTTP request is the access log's job in front of the pod, not ours; the same
+    # for the HTTP client's line per LLM and tool call (spans and metrics have them).
+    for name in ("uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handler
 
 
 # -------------------------------------------------------------------------------------- traces
 
 
-def _traces_endpoint(cfg: config.RuntimeConfig, environ: Mapping[str, str]) -> str | None:
+def _traces_endpoint(cfg: config.RuntimeConfig) -> str | None:
     """The OTLP/HTTP traces URL from the config (the exporter reads the ``OTEL_*`` ones)."""
     base = cfg.telemetry.otlp_endpoint
     if not base:
@@ -169,7 +171,7 @@ def configure_tracing(
         from_env = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
             "OTEL_EXPORTER_OTLP_ENDPOINT"
         )
-        endpoint = None if from_env else _traces_endpoint(cfg, env)
+        endpoint = None if from_env else _traces_endpoint(cfg)
         if not from_env and endpoint is None:
             return None
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -1,0 +1,323 @@
+"""Wiring: one runtime process built from a :class:`~pilothouse.runtime.config.RuntimeConfig`.
+
+``pilothouse serve`` (:mod:`pilothouse.runtime.serve_command`), the integration tests and the
+benchmark call :func:`build_runtime`, then :meth:`Runtime.start`, serve :attr:`Runtime.app`, and
+on SIGTERM :meth:`Runtime.drain` then :meth:`Runtime.close`. The pieces:
+
+    Redis client ─┬─ work queue + result waiter (api role) ─ HTTP API (FastAPI)
+                  ├─ policy engine ─┐
+                  └─ breakers, sessions ─ agent loop ─ worker pool (worker role)
+    PostgreSQL ─ audit store ─ audit writer (sink) + escalation store + history + housekeeping
+
+Roles: ``api`` serves the HTTP API and enqueues; ``worker`` runs the worker pool and serves only
+``/healthz``, ``/readyz`` and ``/metrics``; ``all`` (the default) does both in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+
+from pilothouse.runtime import (
+    agent as agent_loop,
+)
+from pilothouse.runtime import (
+    api,
+    config,
+    desk,
+    escalations,
+    metrics,
+    probes,
+    queue,
+    records,
+    requests,
+    telemetry,
+    tokens,
+    workers,
+)
+from pilothouse.runtime.audit import history, retention, rows, store, writers
+from pilothouse.runtime.policies import engine
+
+__all__ = ["BACKLOG_INTERVAL_SECONDS", "Role", "Runtime", "build_runtime", "instance_name"]
+
+log = logging.getLogger(__name__)
+
+BACKLOG_INTERVAL_SECONDS: Final = 5.0
+"""How often the ``pilothouse_queue_backlog`` gauge is refreshed."""
+
+
+class Role(StrEnum):
+    """What a runtime process does."""
+
+    API = "api"
+    WORKER = "worker"
+    ALL = "all"
+
+    @property
+    def serves_api(self) -> bool:
+        return self is not Role.WORKER
+
+    @property
+    def runs_workers(self) -> bool:
+        return self is not Role.API
+
+
+def instance_name() -> str:
+    """This process's name in the consumer group: pod (host) name, pid and a random suffix."""
+    host = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class _NullSink:
+    """The sink of an agent without an audit trail."""
+
+    async def submit_result(
+        self,
+        request: requests.AgentRequest,
+        result: requests.AgentResult,
+        decisions: Sequence[records.AgentDecision] = (),
+    ) -> None:
+        return None
+
+
+class _AgentProcessor:
+    """Runs a request through the agent loop; parks escalations, resumes approved ones."""
+
+    def __init__(
+        self,
+        agent: agent_loop.Agent,
+        policy_engine: engine.PolicyEngine,
+        service: escalations.EscalationService | None,
+    ) -> None:
+        self.agent = agent
+        self.engine = policy_engine
+        self.service = service
+
+    async def __call__(self, request: requests.AgentRequest) -> workers.Processed:
+        resume = None
+        if request.approved_escalation and self.service is not None:
+            resume = await self.service.get_snapshot(request.approved_escalation)
+        outcome = await self.agent.handle(request, resume=resume)
+        if outcome.pending is not None and self.service is not None:
+            timeout = self.engine.escalation_timeout(outcome.pending.policy)
+            await self.service.park(outcome.pending, request, timeout_seconds=timeout)
+        return workers.Processed(outcome.result, outcome.decisions)
+
+
+@dataclass
+class Runtime:
+    """A runtime process's parts. ``start()``, serve ``app``, ``drain()``, ``close()``."""
+
+    cfg: config.RuntimeConfig
+    role: Role
+    instance: str
+    redis: aioredis.Redis
+    health: probes.Health
+    app: FastAPI
+    work_queue: queue.WorkQueue
+    waiter: queue.ResultWaiter | None = None
+    pool: workers.WorkerPool | None = None
+    agent: agent_loop.Agent | None = None
+    audit_store: store.AuditStore | None = None
+    writer: writers.AuditWriter | None = None
+    settler: desk.Settler | None = None
+    housekeeper: retention.Housekeeper | None = None
+    tracer_provider: TracerProvider | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _started: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Connect what must be connected and start the background work of this role."""
+        self.health.start()
+        self._started.append("health")
+        if self.audit_store is not None:
+            await self.audit_store.open()
+            self._started.append("audit_store")
+        if self.writer is not None:
+            await self.writer.start()
+            self._started.append("writer")
+        try:
+            await self.work_queue.ensure_group()
+        except queue.QueueUnavailable as e:  # the loops retry; readiness says so meanwhile
+            log.warning("Redis unreachable at start: %s", e)
+        if self.waiter is not None:
+            await self.waiter.start()
+            self._started.append("waiter")
+        if self.pool is not None:
+            await self.pool.start()
+            self._started.append("pool")
+        if self.settler is not None:
+            self.settler.start()
+        if self.housekeeper is not None:
+            self.housekeeper.start()
+        self._tasks.append(asyncio.create_task(self._watch_backlog(), name="backlog-gauge"))
+        log.info("runtime started", extra={"role": str(self.role), "instance": self.instance})
+
+    async def _watch_backlog(self) -> None:
+        gauge = metrics.QUEUE_BACKLOG.labels(agent=self.cfg.agent)
+        while True:
+            with contextlib.suppress(queue.QueueUnavailable):
+                gauge.set(await self.work_queue.backlog())
+            await asyncio.sleep(BACKLOG_INTERVAL_SECONDS)
+
+    async def drain(self, grace: float | None = None) -> int:
+        """SIGTERM: readiness off first, then no new work; in-flight work gets ``grace``
+        seconds (``shutdownGraceSeconds``); what did not finish is given back unacknowledged.
+        Returns how many entries were given back."""
+        self.health.begin_drain()
+        log.info("draining")
+        given_back = 0
+        if self.pool is not None:
+            given_back = await self.pool.drain(grace)
+        return given_back
+
+    async def close(self) -> None:
+        """Stop everything, flush the audit writer and the spans, close connections."""
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.settler is not None:
+            await self.settler.close()
+        if self.housekeeper is not None:
+            await self.housekeeper.close()
+        if self.pool is not None and not self.pool.draining:
+            await self.pool.drain(0)
+        if self.waiter is not None:
+            await self.waiter.stop()
+        if self.agent is not None:
+            await self.agent.aclose()
+        if self.writer is not None and "writer" in self._started:
+            await self.writer.close()
+        if self.audit_store is not None:
+            await self.audit_store.close()
+        await self.health.stop()
+        await self.redis.aclose()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+
+
+def _redis_client(cfg: config.RuntimeConfig, environ: Mapping[str, str]) -> aioredis.Redis:
+    url = cfg.redis.resolve_url(environ)
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30
+    )
+    return client
+
+
+async def build_runtime(
+    cfg: config.RuntimeConfig,
+    *,
+    role: Role = Role.ALL,
+    environ: Mapping[str, str] | None = None,
+    tracing: bool = True,
+    audit_schema: str | None = None,
+    settle_interval: float = desk.DEFAULT_SETTLE_INTERVAL_SECONDS,
+) -> Runtime:
+    """Build (not start) a runtime process. Configuration problems raise
+    :class:`errors.ConfigError` naming the field; nothing is connected yet."""
+    env = os.environ if environ is None else environ
+    instance = instance_name()
+    redis = _redis_client(cfg, env)
+    work_queue = queue.WorkQueue(redis, cfg, consumer=instance)
+    health = probes.Health()
+    provider = telemetry.configure_tracing(cfg, environ=env) if tracing else None
+
+    audit_store = writer = service = None
+    sink: workers.ResultSink = _NullSink()
+    if cfg.audit.enabled:
+        kwargs: dict[str, Any] = {"schema_name": audit_schema} if audit_schema else {}
+        audit_store = store.AuditStore(cfg.audit.resolve_dsn(env), **kwargs)
+        writer = writers.AuditWriter(audit_store, cfg.audit, rows.AuditSettings.from_config(cfg))
+        service = escalations.EscalationService(audit_store)
+        sink = writer
+
+    tokens_path = cfg.server.auth_tokens_file
+    token_file = tokens.TokenFile(tokens_path) if tokens_path else None
+
+    async def redis_check() -> str | None:
+        await work_queue.ping()
+        return None
+
+    health.add_check("redis", redis_check)
+    runtime_desk = desk.Desk(service, work_queue, sink, agent=cfg.agent) if service else None
+
+    waiter = pool = agent = settler = housekeeper = None
+    if role.serves_api:
+        waiter = queue.ResultWaiter(redis, cfg, instance=instance)
+    if role.runs_workers:
+        policy_engine = engine.PolicyEngine(cfg, redis)
+        agent = agent_loop.build_agent(cfg, redis=redis, policy_hook=policy_engine)
+        pool = workers.WorkerPool(
+            work_queue, _AgentProcessor(agent, policy_engine, service), sink, cfg
+        )
+        running = pool
+
+        async def pool_check() -> str | None:
+            return None if running.alive else "the worker pool's loops stopped"
+
+        health.add_check("workers", pool_check)
+        if runtime_desk is not None:
+            settler = desk.Settler(runtime_desk, interval=settle_interval)
+        if audit_store is not None:
+            housekeeper = _housekeeper(cfg, audit_store)
+
+    history_reader = None
+    if audit_store is not None:
+        audit = audit_store
+
+        async def read_history(request_id: str) -> list[dict[str, Any]]:
+            return history.as_json(await history.for_request(audit, request_id))
+
+        history_reader = read_history
+
+    services = api.Services(
+        cfg=cfg,
+        health=health,
+        work_queue=work_queue if role.serves_api else None,
+        waiter=waiter,
+        history=history_reader,
+        escalations=runtime_desk,
+        token_file=token_file,
+    )
+    return Runtime(
+        cfg=cfg,
+        role=role,
+        instance=instance,
+        redis=redis,
+        health=health,
+        app=api.create_app(services),
+        work_queue=work_queue,
+        waiter=waiter,
+        pool=pool,
+        agent=agent,
+        audit_store=audit_store,
+        writer=writer,
+        settler=settler,
+        housekeeper=housekeeper,
+        tracer_provider=provider,
+    )
+
+
+def _housekeeper(cfg: config.RuntimeConfig, audit_store: store.AuditStore) -> retention.Housekeeper:
+    """Deletes this agent's audit records past their retention, hourly."""
+    days = rows.AuditSettings.from_config(cfg).retention_days
+
+    async def job(now: datetime) -> None:
+        await retention.run_retention(audit_store, cfg.agent, days, now)
+
+    return retention.Housekeeper(job, interval=retention.DEFAULT_INTERVAL, clock=time.time)

@@ -1,0 +1,470 @@
+"""The worker pool: N concurrent tasks per process that run queued requests through the agent.
+
+Started by :mod:`pilothouse.runtime.serving` in the ``worker`` and ``all`` roles. One fetch loop
+reads as many entries as there are free slots (``workers.concurrency``), so in-flight work is
+bounded; each entry runs in its own task with a deadline. A request is acknowledged only after
+its decision records were handed to the :class:`~pilothouse.runtime.records.DecisionSink`
+(durable when ``submit`` returns) and its result is stored; results of concurrent tasks are
+stored and acknowledged in one batched round trip.
+
+Failures: a request whose processing raises is given back at once for another try, and after
+``maxDeliveries`` tries it goes to the dead-letter stream with the reason (and its caller gets a
+``failed`` answer). A pod that dies leaves its entries pending; another pod's reclaim loop takes
+them over after ``visibilityTimeoutSeconds``. Live workers renew their hold on the entries they
+run, so a slow LLM call is never mistaken for a dead pod.
+
+On :meth:`WorkerPool.drain` (SIGTERM) the pool stops taking work, gives in-flight work
+``shutdownGraceSeconds`` to finish, and gives back what did not finish, unacknowledged, for
+another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from opentelemetry import trace
+
+from pilothouse.runtime import (
+    config,
+    envelopes,
+    metrics,
+    queue,
+    records,
+    requests,
+    telemetry,
+)
+
+__all__ = ["DEADLINE_GRACE_SECONDS", "Processed", "Processor", "ResultSink", "WorkerPool"]
+
+log = logging.getLogger(__name__)
+
+DEADLINE_GRACE_SECONDS: Final = 2.0
+"""Time past a request's deadline before the worker stops waiting for the agent loop (which
+enforces the deadline itself and answers with the fallback)."""
+READ_BLOCK_MS: Final = 1000
+"""How long one read waits for new entries (bounds how fast a drain stops reading)."""
+MAX_BATCH: Final = 256
+"""Most completions stored and acknowledged in one round trip."""
+PRUNE_INTERVAL_SECONDS: Final = 60.0
+DEAD_LETTER_STEP: Final = 10_000
+"""Step number of the ``dead_letter`` decision record: past any step the agent loop numbers
+(``maxSteps`` is at most 100), so it never collides with a record of an earlier delivery."""
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """What running a request produced: the answer and the decision records to audit."""
+
+    result: requests.AgentResult
+    decisions: Sequence[records.AgentDecision] = ()
+
+
+Processor = Callable[[requests.AgentRequest], Awaitable[Processed]]
+"""Runs one request through the agent (``serving`` builds it around the agent loop)."""
+
+
+class ResultSink(Protocol):
+    """Where a finished request is audited (the audit writer); durable when this returns."""
+
+    async def submit_result(
+        self,
+        request: requests.AgentRequest,
+        result: requests.AgentResult,
+        decisions: Sequence[records.AgentDecision] = (),
+    ) -> None: ...
+
+
+class _Completer:
+    """Batches completions of concurrent tasks into one :meth:`WorkQueue.complete` call."""
+
+    def __init__(self, work_queue: queue.WorkQueue) -> None:
+        self._queue = work_queue
+        self._pending: list[tuple[envelopes.Completion, asyncio.Future[bool]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="worker-completer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.cancel()
+        self._pending.clear()
+
+    async def complete(self, item: envelopes.Completion) -> bool:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, fut))
+        self._wake.set()
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                live = [(item, fut) for item, fut in batch if not fut.done()]
+                try:
+                    answered = await self._queue.complete([item for item, _ in live])
+                except Exception as e:
+                    for _, fut in live:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                for (_, fut), ok in zip(live, answered, strict=True):
+                    if not fut.done():
+                        fut.set_result(ok)
+
+
+class WorkerPool:
+    """Reads the agent's stream and runs each entry through ``process``."""
+
+    def __init__(
+        self,
+        work_queue: queue.WorkQueue,
+        process: Processor,
+        sink: ResultSink,
+        cfg: config.RuntimeConfig,
+        *,
+        read_block_ms: int = READ_BLOCK_MS,
+    ) -> None:
+        self._queue = work_queue
+        self._process = process
+        self._sink = sink
+        self._cfg = cfg
+        self._workers = cfg.workers
+        self._block_ms = read_block_ms
+        self._visibility = cfg.workers.visibility_timeout_seconds
+        self._running: dict[asyncio.Task[None], str] = {}
+        self._completer = _Completer(work_queue)
+        self._loops: list[asyncio.Task[None]] = []
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._reclaim_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
+        self._unstarted: list[str] = []
+        self._slot_freed = asyncio.Event()
+        self._reclaim_now = asyncio.Event()
+        self._stopping = False
+        self._agent = cfg.agent
+        self._inflight = metrics.INFLIGHT.labels(agent=cfg.agent)
+        self._tracer = telemetry.tracer()
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    @property
+    def inflight(self) -> int:
+        """Requests being processed right now."""
+        return len(self._running)
+
+    @property
+    def draining(self) -> bool:
+        return self._stopping
+
+    @property
+    def alive(self) -> bool:
+        """The pool's loops are running (a crashed loop makes the pod not ready)."""
+        return bool(self._loops) and not any(t.done() for t in self._loops)
+
+    async def start(self) -> None:
+        with contextlib.suppress(queue.QueueUnavailable):  # the fetch loop retries
+            await self._queue.ensure_group()
+        self._completer.start()
+        self._fetch_task = asyncio.create_task(self._fetch_loop(), name="worker-fetch")
+        self._reclaim_task = asyncio.create_task(self._reclaim_loop(), name="worker-reclaim")
+        self._renew_task = asyncio.create_task(self._renew_loop(), name="worker-renew")
+        self._loops = [self._fetch_task, self._reclaim_task, self._renew_task]
+
+    async def drain(self, grace: float | None = None) -> int:
+        """Stop taking work, let in-flight work finish within ``grace`` seconds, give back the
+        rest unacknowledged. Returns how many entries were given back."""
+        grace = self._workers.shutdown_grace_seconds if grace is None else grace
+        self._stopping = True
+        self._slot_freed.set()
+        if self._reclaim_task is not None:
+            self._reclaim_task.cancel()
+        if self._fetch_task is not None:
+            # Let a read in progress return (within read_block_ms) rather than cancel it: a
+            # cancelled reply would leave its entries pending here until the visibility timeout.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._fetch_task), self._block_ms / 1000 + 1)
+        tasks = list(self._running)
+        pending: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+        unfinished = [eid for t, eid in self._running.items() if t in pending]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        give_back = self._unstarted + unfinished
+        if give_back:
+            log.warning("giving back %d unfinished entries for another replica", len(give_back))
+            with contextlib.suppress(queue.QueueUnavailable):
+                await self._queue.release(give_back, error="worker shut down before finishing")
+        for t in self._loops:
+            t.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        await self._completer.stop()
+        return len(give_back)
+
+    # --------------------------------------------------------------------------- loops
+
+    async def _fetch_loop(self) -> None:
+        backoff = 0.05
+        while not self._stopping:
+            free = self._workers.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                deliveries = await self._queue.read(free, block_ms=self._block_ms)
+                backoff = 0.05
+            except queue.QueueUnavailable as e:
+                log.warning("cannot read the queue, retrying in %.2fs: %s", backoff, e)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            self._accept(deliveries)
+
+    def _accept(self, deliveries: Sequence[envelopes.Delivery]) -> None:
+        if self._stopping:  # read while the drain began: given back by drain()
+            self._unstarted.extend(d.entry_id for d in deliveries)
+            return
+        for d in deliveries:
+            task = asyncio.create_task(self._handle(d), name=f"worker:{d.entry_id}")
+            self._running[task] = d.entry_id
+            task.add_done_callback(self._done)
+        self._inflight.set(len(self._running))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker task failed", exc_info=task.exception())
+        self._inflight.set(len(self._running))
+        self._slot_freed.set()
+
+    async def _reclaim_loop(self) -> None:
+        interval = max(0.05, min(self._visibility / 2, 5.0))
+        last_prune = time.monotonic()
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reclaim_now.wait(), interval)
+            self._reclaim_now.clear()
+            free = self._workers.concurrency - len(self._running)
+            if self._stopping or free <= 0:
+                continue
+            try:
+                claimed = await self._queue.reclaim(free)
+                if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
+                    last_prune = time.monotonic()
+                    idle = int(max(600.0, 10 * self._visibility) * 1000)
+                    await self._queue.prune_consumers(idle_ms=idle)
+            except queue.QueueUnavailable as e:
+                log.warning("cannot reclaim entries: %s", e)
+                continue
+            if claimed:
+                metrics.QUEUE_RECLAIMED.labels(agent=self._agent).inc(len(claimed))
+            fresh = []
+            for d in claimed:
+                if d.deliveries > self._workers.max_deliveries:
+                    await self._dead_letter(d, f"not completed after {d.deliveries - 1} deliveries")
+                else:
+                    fresh.append(d)
+            self._accept(fresh)
+
+    async def _renew_loop(self) -> None:
+        interval = max(0.05, self._visibility / 3)
+        while True:
+            await asyncio.sleep(interval)
+            ids = sorted(set(self._running.values()))
+            if not ids:
+                continue
+            try:
+                lost = await self._queue.renew(ids)
+            except queue.QueueUnavailable as e:
+                log.warning("cannot renew leases: %s", e)
+                continue
+            if lost:
+                log.warning("entries taken over by another worker meanwhile: %s", lost)
+
+    # ----------------------------------------------------------------------- one entry
+
+    async def _handle(self, d: envelopes.Delivery) -> None:
+        env = d.envelope
+        if env is None:
+            await self._failed(d, d.error or "malformed entry")
+            return
+        request = env.request
+        token = telemetry.REQUEST_ID.set(request.request_id)
+        carrier = {"traceparent": env.traceparent or "", "tracestate": env.tracestate or ""}
+        parent = telemetry.extract({k: v for k, v in carrier.items() if v})
+        started = time.time()
+        attributes: dict[str, str | int] = {
+            "messaging.system": "redis",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": self._queue.stream,
+            "messaging.message.id": d.entry_id,
+            "messaging.consumer.group.name": queue.GROUP,
+            "pilothouse.request_id": request.request_id,
+            "pilothouse.agent": self._agent,
+            "pilothouse.deliveries": d.deliveries,
+        }
+        try:
+            with self._tracer.start_as_current_span(
+                f"process {self._agent}",
+                context=parent,
+                kind=trace.SpanKind.CONSUMER,
+                attributes=attributes,
+            ) as span:
+                if d.deliveries == 1 and env.accepted_at > 0:
+                    wait = max(0.0, started - env.accepted_at)
+                    metrics.QUEUE_WAIT.labels(agent=self._agent).observe(wait)
+                try:
+                    processed = await self._run_with_deadline(request)
+                    await self._sink.submit_result(request, processed.result, processed.decisions)
+                except Exception as e:
+                    span.record_exception(e)
+                    span.set_status(trace.StatusCode.ERROR, type(e).__name__)
+                    log.exception("processing failed (delivery %d)", d.deliveries)
+                    await self._failed(d, f"{type(e).__name__}: {e}")
+                    return
+                result = processed.result
+                span.set_attribute("pilothouse.result.status", result.status.value)
+                completion = envelopes.Completion(
+                    d.entry_id, request.request_id, result.model_dump_json().encode(), env.reply_to
+                )
+                try:
+                    answered = await self._store(completion)
+                except queue.QueueUnavailable:
+                    return  # left pending: redelivered and answered once Redis is back
+            if answered:
+                status = result.status.value
+                metrics.REQUESTS.labels(agent=self._agent, status=status).inc()
+                if env.accepted_at > 0:
+                    duration = max(0.0, time.time() - env.accepted_at)
+                    metrics.REQUEST_DURATION.labels(agent=self._agent).observe(duration)
+                log.info(
+                    "request answered",
+                    extra={"status": status, "latency_ms": round(result.latency_ms, 2)},
+                )
+            else:
+                log.info("request already answered by another delivery; result dropped")
+        finally:
+            telemetry.REQUEST_ID.reset(token)
+
+    async def _run_with_deadline(self, request: requests.AgentRequest) -> Processed:
+        deadline = request.timeout_seconds or self._cfg.reliability.request_timeout_seconds
+        try:
+            return await asyncio.wait_for(
+                self._process(request), timeout=deadline + DEADLINE_GRACE_SECONDS
+            )
+        except TimeoutError:
+            log.error("the agent loop overran the request deadline of %.1fs", deadline)
+            return _deadline_fallback(self._cfg, request, deadline)
+
+    async def _store(self, item: envelopes.Completion) -> bool:
+        """Store and acknowledge, retrying while Redis is away (up to the visibility timeout:
+        after that another worker will have taken the entry over)."""
+        give_up = time.monotonic() + max(self._visibility, 1.0)
+        backoff = 0.05
+        while True:
+            try:
+                return await self._completer.complete(item)
+            except queue.QueueUnavailable as e:
+                if time.monotonic() + backoff > give_up:
+                    log.error("cannot store the result, leaving the entry for a retry: %s", e)
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    async def _failed(self, d: envelopes.Delivery, reason: str) -> None:
+        """Give the entry another try, or dead-letter it after ``maxDeliveries``."""
+        if d.deliveries >= self._workers.max_deliveries:
+            await self._dead_letter(d, f"failed after {d.deliveries} deliveries: {reason}")
+            return
+        with contextlib.suppress(queue.QueueUnavailable):
+            await self._queue.release([d.entry_id], error=reason)
+        self._reclaim_now.set()
+
+    async def _dead_letter(self, d: envelopes.Delivery, reason: str) -> None:
+        """Move the entry to the dead-letter stream; its caller gets a ``failed`` answer, which
+        is audited (with a ``dead_letter`` decision) when the entry could be decoded."""
+        rid = d.request_id
+        failed = None
+        if rid is not None:
+            failed = requests.AgentResult(
+                request_id=rid,
+                agent_id=self._agent,
+                status=requests.ResultStatus.FAILED,
+                answer=self._cfg.fallback.response,
+                fallback_reason="dead_lettered",
+            )
+        if failed is not None and d.envelope is not None:
+            decision = records.AgentDecision(
+                request_id=failed.request_id,
+                agent_id=self._agent,
+                step=DEAD_LETTER_STEP,
+                action="dead_letter",
+                error=reason[:2000],
+                outcome="error",
+                timestamp=dt.datetime.now(dt.UTC),
+            )
+            try:
+                await self._sink.submit_result(d.envelope.request, failed, (decision,))
+            except Exception:
+                log.exception("cannot audit the dead-lettered request %s", rid)
+        try:
+            moved, recorded = await self._queue.dead_letter(
+                d, reason, result_json=failed.model_dump_json().encode() if failed else None
+            )
+        except queue.QueueUnavailable as e:
+            log.error("cannot dead-letter entry %s: %s", d.entry_id, e)
+            return
+        if moved:
+            metrics.DEAD_LETTERS.labels(agent=self._agent).inc()
+            if failed is not None:
+                metrics.REQUESTS.labels(agent=self._agent, status=failed.status.value).inc()
+            log.error(
+                "entry moved to the dead-letter stream",
+                extra={"entry_id": d.entry_id, "reason": recorded, "request": rid},
+            )
+
+
+def _deadline_fallback(
+    cfg: config.RuntimeConfig, request: requests.AgentRequest, deadline: float
+) -> Processed:
+    reason = f"the request did not finish within its deadline of {deadline:g}s"
+    result = requests.AgentResult(
+        request_id=request.request_id,
+        agent_id=cfg.agent,
+        status=requests.ResultStatus.FALLBACK,
+        answer=cfg.fallback.response,
+        fallback_used=True,
+        fallback_reason="deadline_exceeded",
+        session_id=request.session_id,
+    )
+    decision = records.AgentDecision(
+        request_id=request.request_id,
+        agent_id=cfg.agent,
+        step=0,
+        action="fallback",
+        input=request.input,
+        error=reason,
+        outcome="fallback",
+        timestamp=dt.datetime.now(dt.UTC),
+    )
+    return Processed(result, (decision,))
