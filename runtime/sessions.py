@@ -17,10 +17,11 @@ is still a valid conversation for the model. Called by :mod:`pilothouse.runtime.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import redis.asyncio as aioredis
@@ -30,6 +31,9 @@ from pilothouse.runtime import config, errors
 __all__ = ["Session", "SessionStore", "merge_context", "usable_history"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT: Final = 1.0
+"""Longest a session read or write waits for Redis; then the loop goes on without it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +88,11 @@ class SessionStore:
         key_prefix: str,
         namespace: str,
         agent: str,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._redis = redis_client
         self.settings = settings
+        self._timeout = timeout
         self._prefix = f"{key_prefix}:session:{{{namespace}/{agent}/"
 
     def keys(self, session_id: str) -> tuple[str, str]:
@@ -95,14 +101,19 @@ class SessionStore:
         return f"{base}:messages", f"{base}:context"
 
     async def load(self, session_id: str) -> Session:
-        """History and context; an unknown session is empty. Raises DependencyUnavailable."""
+        """History and context; an unknown session is empty.
+
+        Raises :class:`errors.DependencyUnavailable` when Redis does not answer in time."""
         messages_key, context_key = self.keys(session_id)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._redis.pipeline(transaction=False) as pipe,
+            ):
                 pipe.lrange(messages_key, -self.settings.max_messages, -1)
                 pipe.get(context_key)
                 raw_messages, raw_context = await pipe.execute()
-        except (aioredis.RedisError, OSError) as e:
+        except (aioredis.RedisError, OSError, TimeoutError) as e:
             raise errors.DependencyUnavailable(f"session {session_id}: Redis: {e}") from e
         try:
             messages = [orjson.loads(m) for m in raw_messages]
@@ -124,12 +135,15 @@ class SessionStore:
         messages_key, context_key = self.keys(session_id)
         ttl = self.settings.ttl_seconds
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._redis.pipeline(transaction=True) as pipe,
+            ):
                 if new_messages:
                     pipe.rpush(messages_key, *(orjson.dumps(dict(m)) for m in new_messages))
                     pipe.ltrim(messages_key, -self.settings.max_messages, -1)
                 pipe.expire(messages_key, ttl)
                 pipe.set(context_key, orjson.dumps(dict(context)), ex=ttl)
                 await pipe.execute()
-        except (aioredis.RedisError, OSError) as e:
+        except (aioredis.RedisError, OSError, TimeoutError) as e:
             raise errors.DependencyUnavailable(f"session {session_id}: Redis: {e}") from e
