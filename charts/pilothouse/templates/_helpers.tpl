@@ -120,8 +120,11 @@ and a namespace listed twice is a mistake worth saying.
 agentdeployments.pilothouse.dev,agentpolicies.pilothouse.dev
 {{- end }}
 
-{{/* Labels the operator puts on every agent's Service (see operator/): the agents' selector. */}}
+{{/*
+Labels the operator puts on every agent's Service (operator/labels.py: common_labels): what the
+agents' ServiceMonitor selects.
+*/}}
 {{- define "pilothouse.agentSelectorLabels" -}}
-app.kubernetes.io/part-of: pilothouse
-app.kubernetes.io/component: agent
+app.kubernetes.io/name: pilothouse-agent
+app.kubernetes.io/managed-by: pilothouse-operator
 {{- end }}

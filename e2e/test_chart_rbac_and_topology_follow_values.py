@@ -1,0 +1,157 @@
+"""The operator's RBAC and Deployment shape follow rbac.scope, watchNamespaces and standby.
+
+Rendering only (helm template): cluster scope is one ClusterRole; namespaced scope is a Role in
+each watched namespace and nothing cluster-wide beyond reading CRDs; a standby means two
+replicas, a rolling update, a PodDisruptionBudget and Kopf peering (objects and rules of the
+right scope). Whether these rules are *enough* and *needed* is proven against the API server
+by running the operator under them (test_chart_rbac_is_least_privilege.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_chart
+import pytest
+
+NS = "pilothouse-system"
+OPERATOR = "pilothouse-operator"
+PEERING_GROUP = "kopf.dev"
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> helm_chart.Helm:
+    return helm_chart.helm(tmp_path_factory.mktemp("helm"))
+
+
+def resources(rules: list[dict[str, Any]]) -> set[str]:
+    return {
+        f"{g or 'core'}/{r}" for rule in rules for g in rule["apiGroups"] for r in rule["resources"]
+    }
+
+
+def test_cluster_scope_grants_one_cluster_role_and_no_roles(helm: helm_chart.Helm) -> None:
+    docs = helm.template(namespace=NS)
+
+    role = helm_chart.one(docs, "ClusterRole", OPERATOR)
+    binding = helm_chart.one(docs, "ClusterRoleBinding", OPERATOR)
+    assert helm_chart.kinds(docs, "Role", "RoleBinding") == []
+    assert binding["roleRef"]["name"] == OPERATOR
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NS}]
+    assert resources(role["rules"]) >= {
+        "pilothouse.dev/agentdeployments",
+        "pilothouse.dev/agentdeployments/status",
+        "pilothouse.dev/agentpolicies/status",
+        "core/configmaps",
+        "apps/deployments",
+        "policy/poddisruptionbudgets",
+        "core/events",
+        "apiextensions.k8s.io/customresourcedefinitions",
+    }
+    assert not any(r.startswith(PEERING_GROUP) for r in resources(role["rules"]))
+    args = helm_chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--all-namespaces" in args
+
+
+def test_namespaced_scope_grants_a_role_per_watched_namespace(helm: helm_chart.Helm) -> None:
+    docs = helm.template(namespace=NS, sets=["rbac.scope=namespaced", "watchNamespaces={a,b}"])
+
+    roles = helm_chart.kinds(docs, "Role")
+    bindings = helm_chart.kinds(docs, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["a", "b"]
+    for binding in bindings:
+        assert binding["subjects"][0]["namespace"] == NS
+    cluster_role = helm_chart.one(docs, "ClusterRole", OPERATOR)
+    assert resources(cluster_role["rules"]) == {"apiextensions.k8s.io/customresourcedefinitions"}
+    assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}
+    args = helm_chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=a" in args
+    assert "--namespace=b" in args
+    assert "--all-namespaces" not in args
+
+
+def test_namespaced_scope_without_crd_reads_has_nothing_cluster_wide(helm: helm_chart.Helm) -> None:
+    docs = helm.template(
+        namespace=NS,
+        sets=[
+            "rbac.scope=namespaced",
+            "watchNamespaces={a}",
+            "rbac.crdRead=false",
+            "tests.enabled=false",
+        ],
+    )
+
+    assert helm_chart.kinds(docs, "ClusterRole", "ClusterRoleBinding") == []
+    assert len(helm_chart.kinds(docs, "Role")) == 1
+
+
+def test_single_operator_is_recreated_never_doubled(helm: helm_chart.Helm) -> None:
+    docs = helm.template(namespace=NS)
+
+    spec = helm_chart.one(docs, "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert "--standalone" in spec["template"]["spec"]["containers"][0]["args"]
+    assert helm_chart.kinds(docs, "PodDisruptionBudget", "ClusterKopfPeering", "KopfPeering") == []
+
+
+def test_cluster_wide_standby_peers_through_a_cluster_peering(helm: helm_chart.Helm) -> None:
+    docs = helm.template(namespace=NS, sets=["operator.standby.enabled=true"])
+
+    spec = helm_chart.one(docs, "Deployment")["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert "--peering=pilothouse" in spec["template"]["spec"]["containers"][0]["args"]
+    assert helm_chart.one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    peering = helm_chart.one(docs, "ClusterKopfPeering", "pilothouse")
+    assert helm_chart.is_hook(peering)
+    crds = {d["metadata"]["name"] for d in docs if helm_chart.is_crd(d)}
+    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= crds
+    role = helm_chart.one(docs, "ClusterRole", OPERATOR)
+    assert "kopf.dev/clusterkopfpeerings" in resources(role["rules"])
+
+
+def test_namespaced_standby_peers_in_each_watched_namespace(helm: helm_chart.Helm) -> None:
+    docs = helm.template(
+        namespace=NS,
+        sets=[
+            "rbac.scope=namespaced",
+            "watchNamespaces={a,b}",
+            "operator.standby.enabled=true",
+            "operator.standby.createPeeringCRDs=false",
+        ],
+    )
+
+    peerings = helm_chart.kinds(docs, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["a", "b"]
+    assert helm_chart.kinds(docs, "ClusterKopfPeering") == []
+    assert not [d for d in docs if helm_chart.is_crd(d) and "kopf.dev" in d["metadata"]["name"]]
+    for role in helm_chart.kinds(docs, "Role"):
+        assert "kopf.dev/kopfpeerings" in resources(role["rules"])
+
+
+def test_runtime_defaults_reach_the_operator_as_flags(helm: helm_chart.Helm) -> None:
+    docs = helm.template(
+        namespace=NS,
+        sets=[
+            "image.repository=registry.example/pilothouse",
+            "image.tag=1.2.3",
+            "runtime.redis.secretName=redis",
+            "runtime.postgres.secretName=pg",
+            "runtime.postgres.secretKey=uri",
+            "runtime.otlpEndpoint=http://otel:4318",
+        ],
+    )
+
+    container = helm_chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/pilothouse:1.2.3"
+    assert container["command"] == ["pilothouse-operator"]
+    args = container["args"]
+    assert "--runtime-image=registry.example/pilothouse:1.2.3" in args
+    assert "--otlp-endpoint=http://otel:4318" in args
+    joined = " ".join(args)
+    assert "redis" in joined
+    assert "pg" in joined
+    assert "uri" in joined
