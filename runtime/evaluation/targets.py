@@ -75,7 +75,11 @@ class HttpTarget:
 
     async def send(self, request: requests.AgentRequest) -> requests.AgentResult:
         endpoint = f"{self.url}/agent/process"
-        body = request.model_dump(mode="json", exclude_none=True)
+        body: dict[str, Any] = {"input": request.input, "request_id": request.request_id}
+        if request.session_id is not None:
+            body["session_id"] = request.session_id
+        if request.metadata:
+            body["metadata"] = request.metadata
         try:
             response = await self._client.post(endpoint, json=body)
         except httpx.TimeoutException as e:
