@@ -20,14 +20,18 @@ from typing import Any
 import pytest
 import yaml
 
+from pilothouse.runtime import config
 from pilothouse.runtime.evaluation import toolserver
 from pilothouse.runtime.mockllm.process import MockLLMProcess
+from pilothouse.runtime.testing import RuntimeProcess
 
 DATASETS = Path(__file__).resolve().parents[2] / "runtime" / "evaluation" / "datasets"
 SCENARIO = DATASETS / "customer_support_v1.scenario.yaml"
 RUNTIME_CONFIG = DATASETS / "customer_support_v1.runtime.yaml"
 DATASET = DATASETS / "customer_support_v1.jsonl"
 SHIPPED_TOOL_URL = f"http://127.0.0.1:{toolserver.DEFAULT_PORT}"
+TOKEN = "eval-test-token"
+"""The bearer token the served runtimes accept."""
 
 
 def scenario_without_tools(path: Path) -> Path:
@@ -125,3 +129,30 @@ def forgetful_config(
         tools_url=tool_server.url,
         agent=f"forgetful-{uuid.uuid4().hex[:8]}",
     )
+
+
+def _serve(config_file: Path, redis_url: str, folder: Path) -> Iterator[str]:
+    tokens = folder / "tokens"
+    tokens.write_text(TOKEN + "\n")
+    cfg = config.load_config(config_file)
+    cfg = cfg.model_copy(
+        update={"server": cfg.server.model_copy(update={"auth_tokens_file": str(tokens)})}
+    )
+    with RuntimeProcess(cfg, env={"PILOTHOUSE_REDIS_URL": redis_url}) as runtime:
+        yield runtime.url
+
+
+@pytest.fixture(scope="module")
+def runtime_url(
+    support_config: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``pilothouse serve`` of the support agent on the well-behaved model (token: TOKEN)."""
+    yield from _serve(support_config, redis_url, tmp_path_factory.mktemp("runtime"))
+
+
+@pytest.fixture(scope="module")
+def forgetful_runtime_url(
+    forgetful_config: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``pilothouse serve`` of the support agent on the model without tools (token: TOKEN)."""
+    yield from _serve(forgetful_config, redis_url, tmp_path_factory.mktemp("runtime"))

@@ -4,47 +4,18 @@ policies) with the mock LLM and the tool server: the shipped dataset passes thro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pilothouse.runtime import config, devservers, requests
+from pilothouse.runtime import devservers, requests
 from pilothouse.runtime.evaluation import datasets, runner, targets
-from pilothouse.runtime.testing import RuntimeProcess
 
 pytest_plugins = ["eval_support"]
 pytestmark = pytest.mark.integration
 
 TOKEN = "eval-test-token"
-
-
-def _serve(config_file: Path, redis_url: str, tokens: Path) -> Iterator[str]:
-    cfg = config.load_config(config_file)
-    cfg = cfg.model_copy(
-        update={"server": cfg.server.model_copy(update={"auth_tokens_file": str(tokens)})}
-    )
-    with RuntimeProcess(cfg, env={"PILOTHOUSE_REDIS_URL": redis_url}) as runtime:
-        yield runtime.url
-
-
-@pytest.fixture(scope="module")
-def runtime_url(
-    support_config: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    tokens = tmp_path_factory.mktemp("tokens") / "tokens"
-    tokens.write_text(TOKEN + "\n")
-    yield from _serve(support_config, redis_url, tokens)
-
-
-@pytest.fixture(scope="module")
-def forgetful_runtime_url(
-    forgetful_config: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    tokens = tmp_path_factory.mktemp("tokens") / "tokens"
-    tokens.write_text(TOKEN + "\n")
-    yield from _serve(forgetful_config, redis_url, tokens)
+"""What ``eval_support``'s runtimes accept."""
 
 
 async def test_the_shipped_dataset_passes_through_the_http_api(runtime_url: str) -> None:
