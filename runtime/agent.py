@@ -94,6 +94,8 @@ class Agent:
         self.toolbox = toolbox
         self.sessions = session_store
         self.hook: hooks.PolicyHook = policy_hook or hooks.AllowAll()
+        # Without policies there is nothing to check (nor to trace) before each action.
+        self._no_policies = type(self.hook) is hooks.AllowAll
         self.clock = clock
         self.rules = fallback.Rules(cfg.fallback)
         self._closers = tuple(closers)
@@ -246,17 +248,20 @@ class Agent:
         calls: Sequence[llm.ToolCall] = (),
     ) -> AgentOutcome | None:
         """Ask the hook; None means go on (allowed, or denied in dry run)."""
-        with _tracer.start_as_current_span(
-            f"policy_check {action.kind.value}",
-            attributes={
-                "pilothouse.action.kind": action.kind.value,
-                "pilothouse.action.approved": action.approved,
-            },
-        ) as span:
-            verdict = await self.hook.check(action)
-            span.set_attribute("pilothouse.policy.verdict", verdict.verdict.value)
-            if verdict.policy:
-                span.set_attribute("pilothouse.policy.name", verdict.policy)
+        if self._no_policies:
+            verdict = hooks.ALLOWED
+        else:
+            with _tracer.start_as_current_span(
+                f"policy_check {action.kind.value}",
+                attributes={
+                    "pilothouse.action.kind": action.kind.value,
+                    "pilothouse.action.approved": action.approved,
+                },
+            ) as span:
+                verdict = await self.hook.check(action)
+                span.set_attribute("pilothouse.policy.verdict", verdict.verdict.value)
+                if verdict.policy:
+                    span.set_attribute("pilothouse.policy.name", verdict.policy)
         if action.kind is hooks.ActionKind.REQUEST and verdict.verdict is hooks.Verdict.ALLOWED:
             run.record("request", input=action.input_text, params=run.request_params())
             return None

@@ -146,21 +146,16 @@ class ModelChain:
         deadline: retries.Deadline,
         attempts: list[Attempt],
     ) -> llm.Completion:
-        first = len(attempts)
 
         def annotate(plan: retries.RetryPlan) -> None:
             attempts[-1].next = plan.describe()
 
-        completion: llm.Completion | None = None
-        async for attempt in retries.retrying(
-            self._retry, deadline, self._rng, on_plan=annotate, sleep=self._sleep
-        ):
-            with attempt:
-                completion = await self._attempt(
-                    model, messages, tools, deadline, attempts, len(attempts) - first + 1
-                )
-        assert completion is not None  # the loop either set it or raised
-        return completion
+        async def attempt(number: int) -> llm.Completion:
+            return await self._attempt(model, messages, tools, deadline, attempts, number)
+
+        return await retries.call_with_retries(
+            attempt, self._retry, deadline, self._rng, on_plan=annotate, sleep=self._sleep
+        )
 
     async def _attempt(
         self,

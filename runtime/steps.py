@@ -155,7 +155,8 @@ class Run:
         model: str | None = None,
         at: float | None = None,
     ) -> records.AgentDecision:
-        decision = records.AgentDecision(
+        # Every field is set here with the right type: skip pydantic's validation (hot path).
+        decision = records.AgentDecision.model_construct(
             request_id=self.request.request_id,
             agent_id=self.cfg.agent,
             step=self.step,

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
-from pilothouse.runtime import agent, requests, telemetry
+from pilothouse.runtime import agent, hooks, requests, telemetry
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 pytestmark = pytest.mark.integration
@@ -46,6 +46,16 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter.shutdown()
 
 
+class NamedPolicy:
+    """A policy hook that allows everything but is one (unlike the no-policy default)."""
+
+    async def check(self, action: hooks.Action) -> hooks.PolicyResult:
+        return hooks.PolicyResult(hooks.Verdict.ALLOWED, policy="open-door")
+
+    async def settle(self, action: hooks.Action, actual_cost_usd: float) -> None:
+        return None
+
+
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -60,7 +70,7 @@ async def test_spans_and_trace_ids_of_a_tool_using_request(
     spans.clear()
     cfg = agent_config(unique_name, llm.url, tools=standard_tools(tool_server.url))
     tracer = trace.get_tracer("test")
-    async with agent.build_agent(cfg, redis=redis_client) as a:
+    async with agent.build_agent(cfg, redis=redis_client, policy_hook=NamedPolicy()) as a:
         with tracer.start_as_current_span("request") as parent:
             outcome = await a.handle(requests.AgentRequest(input="What's the weather in Tokyo?"))
     trace_id = format(parent.get_span_context().trace_id, "032x")
@@ -88,6 +98,21 @@ async def test_spans_and_trace_ids_of_a_tool_using_request(
     assert attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
     tool = next(s for s in finished if s.name == "execute_tool weather_api")
     assert dict(tool.attributes or {})["gen_ai.tool.name"] == "weather_api"
+    check = next(s for s in finished if s.name == "policy_check tool_call")
+    assert dict(check.attributes or {})["pilothouse.policy.verdict"] == "allowed"
+    assert dict(check.attributes or {})["pilothouse.policy.name"] == "open-door"
+
+
+async def test_without_policies_there_are_no_policy_check_spans(
+    llm: MockLLMProcess,
+    redis_client: aioredis.Redis,
+    unique_name: str,
+    spans: InMemorySpanExporter,
+) -> None:
+    spans.clear()
+    async with agent.build_agent(agent_config(unique_name, llm.url), redis=redis_client) as a:
+        await a.handle(requests.AgentRequest(input="What is 2+2?"))
+    assert [s.name for s in spans.get_finished_spans()] == ["chat mock-llm"]
 
 
 async def test_a_failed_llm_call_span_has_an_error_type(

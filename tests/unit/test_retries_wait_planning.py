@@ -198,3 +198,59 @@ async def test_the_controller_lets_other_exceptions_through_at_once() -> None:
     with pytest.raises(KeyError):
         await call()
     assert calls == 1
+
+
+async def test_call_with_retries_numbers_attempts_and_counts_each_retry() -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    seen: list[int] = []
+
+    async def call(attempt: int) -> str:
+        seen.append(attempt)
+        if attempt < 3:
+            raise server_error()
+        return "answer"
+
+    plans: list[retries.RetryPlan] = []
+    before = retries_total()
+    deadline = retries.Deadline.within(FAR, FakeClock())
+    result = await retries.call_with_retries(
+        call, CFG, deadline, random.Random(2), on_plan=plans.append, sleep=sleep
+    )
+    assert result == "answer"
+    assert seen == [1, 2, 3]
+    assert len(slept) == 2
+    assert [p.reason for p in plans] == [retries.RETRY, retries.RETRY]
+    assert retries_total() - before == 2
+
+
+async def test_call_with_retries_gives_up_with_the_last_error() -> None:
+    seen: list[int] = []
+
+    async def call(attempt: int) -> str:
+        seen.append(attempt)
+        raise errors.LLMRequestRejected(f"HTTP 400 #{attempt}", model="m", status=400)
+
+    deadline = retries.Deadline.within(FAR, FakeClock())
+    with pytest.raises(errors.LLMRequestRejected, match="#1"):
+        await retries.call_with_retries(call, CFG, deadline, random.Random(2))
+    assert seen == [1]
+
+
+async def test_call_with_retries_stops_at_the_attempt_limit() -> None:
+    seen: list[int] = []
+
+    async def call(attempt: int) -> str:
+        seen.append(attempt)
+        raise errors.LLMTimeout(f"slow #{attempt}", model="m")
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    deadline = retries.Deadline.within(FAR, FakeClock())
+    with pytest.raises(errors.LLMTimeout, match=f"#{CFG.attempts}"):
+        await retries.call_with_retries(call, CFG, deadline, random.Random(2), sleep=no_sleep)
+    assert seen == list(range(1, CFG.attempts + 1))
