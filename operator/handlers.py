@@ -1,0 +1,146 @@
+"""Kopf handlers: a few lines each, all work done by the reconciler.
+
+:func:`register` wires the handlers into a Kopf registry (``pilothouse-operator`` calls it with
+a fresh one). Sync handlers run in Kopf's thread pool, because the reconciler's Kubernetes
+client is synchronous; the autoscaler's timer is async and hands its API calls to threads.
+
+Retryable failures (API server unreachable, conflicts, 5xx, RBAC refusals that a fix may lift)
+become ``kopf.TemporaryError`` with a delay; a spec the operator cannot render is never an
+error here: the reconciler reports it as ``Stalled`` and waits for the next change.
+
+=========================================  ====================================================
+handler                                    does
+=========================================  ====================================================
+AgentDeployment create / update / resume   full reconcile
+AgentDeployment DELETED event              refresh the statuses of the policies it had
+AgentDeployment timer (``spec.scaling``)   one autoscaler decision
+AgentDeployment timer (resync)             full reconcile of an unchanged agent (drift repair,
+                                           ``systemPromptFrom`` edits)
+AgentPolicy create / update / resume       re-render every agent it applies (or applied) to
+AgentPolicy DELETED event                  re-render the agents it applied to
+Deployment event (operator-managed only)   follow the rollout: replicas, Ready; recreate the
+                                           Deployment if someone deleted it
+=========================================  ====================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import kopf
+
+from pilothouse.operator import api, errors, labels, reconciling, scaling, settings
+
+__all__ = ["RETRY_DELAY", "register"]
+
+RETRY_DELAY: Final = 10.0
+"""Seconds before Kopf retries a handler whose dependency failed."""
+REJECTED_RETRY_DELAY: Final = 60.0
+"""Seconds before retrying after the API server refused a request (e.g. missing RBAC)."""
+
+AGENTS: Final = (api.GROUP, api.VERSION, api.AGENT_PLURAL)
+POLICIES: Final = (api.GROUP, api.VERSION, api.POLICY_PLURAL)
+DEPLOYMENTS: Final = ("apps", "v1", "deployments")
+
+
+def _retrying(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except errors.KubeUnavailable as e:
+        raise kopf.TemporaryError(str(e), delay=RETRY_DELAY) from e
+    except errors.KubeRejected as e:
+        raise kopf.TemporaryError(str(e), delay=REJECTED_RETRY_DELAY) from e
+
+
+def _ns(namespace: str | None) -> str:
+    if not namespace:  # the kinds watched here are all namespaced
+        raise kopf.PermanentError("a namespaced object without a namespace")
+    return namespace
+
+
+def _has_scaling(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("scaling"))
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    reconciler: reconciling.Reconciler,
+    autoscaler: scaling.Autoscaler,
+    operator_settings: settings.OperatorSettings,
+) -> None:
+    """Attach every handler of the operator to ``registry``."""
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    # ------------------------------------------------------------------- AgentDeployment
+
+    @kopf.on.resume(*AGENTS, registry=registry)
+    @kopf.on.create(*AGENTS, registry=registry)
+    @kopf.on.update(*AGENTS, registry=registry)
+    def agent_changed(namespace: str | None, name: str, **_: Any) -> None:
+        _retrying(reconciler.reconcile_agent, _ns(namespace), name)
+
+    @kopf.on.event(*AGENTS, registry=registry)
+    def agent_event(type: str, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            reconciler.agent_deleted(body)
+
+    @kopf.timer(
+        *AGENTS,
+        interval=operator_settings.autoscale_interval,
+        initial_delay=operator_settings.autoscale_interval,
+        when=_has_scaling,
+        registry=registry,
+    )
+    async def autoscale(
+        namespace: str | None, name: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any
+    ) -> None:
+        history = memo.get("scale_history", ())
+        try:
+            memo["scale_history"] = await autoscaler.tick(_ns(namespace), name, spec, history)
+        except (errors.KubeUnavailable, errors.KubeRejected) as e:
+            raise kopf.TemporaryError(str(e), delay=operator_settings.autoscale_interval) from e
+
+    if operator_settings.resync_interval > 0:
+
+        @kopf.timer(
+            *AGENTS,
+            interval=operator_settings.resync_interval,
+            initial_delay=operator_settings.resync_interval,
+            idle=operator_settings.resync_interval,
+            registry=registry,
+        )
+        def resync(namespace: str | None, name: str, **_: Any) -> None:
+            _retrying(reconciler.reconcile_agent, _ns(namespace), name)
+
+    # ----------------------------------------------------------------------- AgentPolicy
+
+    @kopf.on.resume(*POLICIES, registry=registry)
+    @kopf.on.create(*POLICIES, registry=registry)
+    @kopf.on.update(*POLICIES, registry=registry)
+    def policy_changed(namespace: str | None, name: str, **_: Any) -> None:
+        _retrying(reconciler.reconcile_policy, _ns(namespace), name)
+
+    @kopf.on.event(*POLICIES, registry=registry)
+    def policy_event(type: str, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            reconciler.policy_deleted(body)
+
+    # ------------------------------------------------------------------------ Deployments
+
+    @kopf.on.event(
+        *DEPLOYMENTS,
+        labels={labels.MANAGED_BY_KEY: labels.FIELD_MANAGER, labels.AGENT_KEY: kopf.PRESENT},
+        registry=registry,
+    )
+    def deployment_event(type: str, body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        agent = body.get("metadata", {}).get("labels", {}).get(labels.AGENT_KEY)
+        if not agent:
+            return
+        if type == "DELETED":
+            reconciler.reconcile_agent(_ns(namespace), agent)
+        else:
+            reconciler.refresh_rollout(_ns(namespace), agent, body)

@@ -1,0 +1,95 @@
+"""The children built for an agent, pinned as golden YAML (PILOTHOUSE_UPDATE_GOLDEN=1 rewrites).
+
+A diff here is a change of what every user's cluster runs: review it like one.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from operator_support import (
+    DEFAULTS,
+    MINIMAL_AGENT,
+    agent_body,
+    assert_golden,
+    example_policies,
+    support_agent,
+    targeting_order,
+)
+
+from pilothouse.operator import labels, manifests, rendering, resources
+
+
+def _children(agent: resources.Agent, policies: list[resources.Policy], replicas: int) -> Any:
+    rendered = rendering.render(agent, policies, system_prompt="You help.", defaults=DEFAULTS)
+    return manifests.build_children(agent, rendered, replicas=replicas, defaults=DEFAULTS)
+
+
+def test_customer_support_children() -> None:
+    agent = support_agent()
+
+    children = _children(agent, targeting_order(agent, example_policies()), replicas=1)
+
+    assert [c["kind"] for c in children] == ["ServiceAccount", "ConfigMap", "Service", "Deployment"]
+    assert_golden("operator_customer_support.yaml", children)
+
+
+def test_fixed_replicas_with_overrides_children() -> None:
+    spec = {
+        **MINIMAL_AGENT,
+        "replicas": 3,
+        "image": "registry.example.com/pilothouse:1.2.3",
+        "imagePullPolicy": "Always",
+        "server": {"authTokensSecretRef": {"name": "api-tokens", "key": "tokens"}},
+        "podTemplate": {
+            "labels": {"team": "ops", labels.AGENT_KEY: "spoofed"},
+            "annotations": {"owner": "ops@example.com"},
+            "nodeSelector": {"pool": "agents"},
+            "tolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "agents", "effect": "NoSchedule"}
+            ],
+            "priorityClassName": "agents",
+            "serviceAccountName": "existing-sa",
+            "imagePullSecrets": [{"name": "regcred"}],
+            "securityContext": {"runAsUser": 2000, "runAsGroup": 3000, "fsGroup": 4000},
+        },
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+    }
+    agent = resources.parse_agent(agent_body(spec, name="ops-bot"))
+
+    children = _children(agent, [], replicas=3)
+
+    assert [c["kind"] for c in children] == [
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+    ]
+    assert_golden("operator_fixed_replicas_with_overrides.yaml", children)
+
+
+def test_builders_do_not_mutate_their_input() -> None:
+    agent = support_agent()
+    policies = example_policies()
+    before = (copy.deepcopy(agent.spec.model_dump()), [p.spec.model_dump() for p in policies])
+
+    first = _children(agent, targeting_order(agent, policies), replicas=2)
+    first[3]["spec"]["template"]["metadata"]["labels"]["x"] = "y"  # the output is the caller's
+    second = _children(agent, targeting_order(agent, policies), replicas=2)
+
+    assert (agent.spec.model_dump(), [p.spec.model_dump() for p in policies]) == before
+    assert "x" not in second[3]["spec"]["template"]["metadata"]["labels"]
+
+
+def test_the_pod_disruption_budget_appears_only_from_two_replicas() -> None:
+    def kinds(spec: dict[str, Any]) -> list[str]:
+        agent = resources.parse_agent(agent_body(spec))
+        return [c["kind"] for c in _children(agent, [], replicas=1)]
+
+    assert "PodDisruptionBudget" not in kinds({**MINIMAL_AGENT})
+    assert "PodDisruptionBudget" not in kinds({**MINIMAL_AGENT, "scaling": {"maxReplicas": 5}})
+    assert "PodDisruptionBudget" in kinds({**MINIMAL_AGENT, "replicas": 2})
+    assert "PodDisruptionBudget" in kinds(
+        {**MINIMAL_AGENT, "scaling": {"minReplicas": 2, "maxReplicas": 5}}
+    )
