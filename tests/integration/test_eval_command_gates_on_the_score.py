@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pilothouse.runtime.cli import main as cli_main
 from pilothouse.runtime.evaluation import datasets
 
 pytest_plugins = ["eval_support"]
@@ -133,26 +134,21 @@ def test_a_malformed_dataset_exits_2_naming_the_file_line_and_reason(
     assert done.stdout == ""
 
 
-def test_bad_options_exit_2_with_the_reason(tmp_path: Path, support_config: Path, cli: Any) -> None:
-    done = cli(["eval", "no_such_dataset", "--config", str(support_config)])
-    assert done.returncode == 2
+def test_bad_options_exit_2_with_the_reason(
+    tmp_path: Path, support_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = ["eval", "customer_support_v1", "--config", str(support_config)]
+    assert cli_main(["eval", "no_such_dataset", "--config", str(support_config)]) == 2
     assert "no_such_dataset: no such dataset file (shipped datasets: customer_support_v1)" in (
-        done.stderr
+        capsys.readouterr().err
     )
     baseline = tmp_path / "b.json"
     baseline.write_text("[]")
-    done = cli(
-        [
-            "eval",
-            "customer_support_v1",
-            "--config",
-            str(support_config),
-            "--baseline",
-            str(baseline),
-        ]
-    )
-    assert done.returncode == 2
-    assert "not a pilothouse eval JSON report" in done.stderr
-    done = cli(["eval", "customer_support_v1", "--url", "ftp://x"])
-    assert done.returncode == 2
-    assert "--url must start with http:// or https://" in done.stderr
+    assert cli_main([*shipped, "--baseline", str(baseline)]) == 2
+    assert "b.json: not a pilothouse eval JSON report" in capsys.readouterr().err
+    assert cli_main(["eval", "customer_support_v1", "--url", "ftp://x"]) == 2
+    assert "--url must start with http:// or https://" in capsys.readouterr().err
+    assert cli_main([*shipped, "--output", str(tmp_path / "r.json")]) == 2
+    assert "--output needs --report" in capsys.readouterr().err
+    assert cli_main([*shipped, "--judge-model", "judge"]) == 2
+    assert "--judge-endpoint and --judge-model go together" in capsys.readouterr().err
