@@ -215,6 +215,23 @@ end
 return out
 """
 
+_RELEASE_MINE: Final = """
+-- KEYS[1] stream, KEYS[2] errors hash; ARGV[1] group, ARGV[2] consumer, ARGV[3] idle ms,
+-- ARGV[4] error ('' for none). Gives back every entry pending for this consumer.
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])
+if #pending == 0 then return 0 end
+local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+for _, p in ipairs(pending) do
+  args[#args + 1] = p[1]
+  if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], p[1], ARGV[4]) end
+end
+args[#args + 1] = 'IDLE'
+args[#args + 1] = ARGV[3]
+args[#args + 1] = 'JUSTID'
+redis.call(unpack(args))
+return #pending
+"""
+
 _RENEW: Final = """
 -- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3..] entry ids this worker runs.
 -- Resets the idle time of those still owned by this consumer; returns the ids it lost.
@@ -262,6 +279,7 @@ class WorkQueue:
         self._dead_letter = redis.register_script(_DEAD_LETTER)
         self._reclaim = redis.register_script(_RECLAIM)
         self._renew = redis.register_script(_RENEW)
+        self._release_mine = redis.register_script(_RELEASE_MINE)
 
     # ------------------------------------------------------------------------ producers
 
@@ -450,6 +468,17 @@ class WorkQueue:
                     self.stream, GROUP, self.consumer, 0, list(entry_ids), idle=idle, justid=True
                 )
                 await pipe.execute()
+
+    async def release_all(self, *, error: str | None = None) -> int:
+        """Give back every entry this consumer holds (a worker shutting down), including any
+        delivered in a reply it never read; returns how many."""
+        idle = int(self.cfg.workers.visibility_timeout_seconds * 1000) + 1
+        with _unavailable_on_connection_errors("releasing entries"):
+            n = await self._release_mine(
+                keys=[self.stream, self._errors],
+                args=[GROUP, self.consumer, idle, (error or "")[:500]],
+            )
+        return int(n)
 
     async def renew(self, entry_ids: Sequence[str]) -> list[str]:
         """Extend this worker's hold on entries it still runs; returns the ids it lost."""

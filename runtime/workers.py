@@ -49,9 +49,12 @@ DEADLINE_GRACE_SECONDS: Final = 2.0
 """Time past a request's deadline before the worker stops waiting for the agent loop (which
 enforces the deadline itself and answers with the fallback)."""
 READ_BLOCK_MS: Final = 1000
-"""How long one read waits for new entries (bounds how fast a drain stops reading)."""
+"""How long one read blocks waiting for new entries."""
 MAX_BATCH: Final = 256
 """Most completions stored and acknowledged in one round trip."""
+RECLAIM_INTERVAL_SECONDS: Final = 1.0
+"""Longest time between two reclaim passes (shorter with a short visibility timeout): how long
+entries given back by a draining replica wait at most."""
 PRUNE_INTERVAL_SECONDS: Final = 60.0
 DEAD_LETTER_STEP: Final = 10_000
 """Step number of the ``dead_letter`` decision record: past any step the agent loop numbers
@@ -153,7 +156,6 @@ class WorkerPool:
         self._fetch_task: asyncio.Task[None] | None = None
         self._reclaim_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
-        self._unstarted: list[str] = []
         self._slot_freed = asyncio.Event()
         self._reclaim_now = asyncio.Event()
         self._stopping = False
@@ -192,33 +194,32 @@ class WorkerPool:
         grace = self._workers.shutdown_grace_seconds if grace is None else grace
         self._stopping = True
         self._slot_freed.set()
-        if self._reclaim_task is not None:
-            self._reclaim_task.cancel()
-        if self._fetch_task is not None:
-            # Let a read in progress return (within read_block_ms) rather than cancel it: a
-            # cancelled reply would leave its entries pending here until the visibility timeout.
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._fetch_task), self._block_ms / 1000 + 1)
+        for t in (self._fetch_task, self._reclaim_task):
+            if t is not None:
+                t.cancel()
         tasks = list(self._running)
         pending: set[asyncio.Task[None]] = set()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
-        unfinished = [eid for t, eid in self._running.items() if t in pending]
         for t in pending:
             t.cancel()
         if pending:
             await asyncio.wait(pending)
-        give_back = self._unstarted + unfinished
-        if give_back:
-            log.warning("giving back %d unfinished entries for another replica", len(give_back))
-            with contextlib.suppress(queue.QueueUnavailable):
-                await self._queue.release(give_back, error="worker shut down before finishing")
+        # Everything still pending here (unfinished, or delivered by a read cut short) goes
+        # back at once, so another replica need not wait for the visibility timeout.
+        given_back = 0
+        try:
+            given_back = await self._queue.release_all(error="worker shut down before finishing")
+        except queue.QueueUnavailable as e:
+            log.warning("cannot give entries back (another replica reclaims them later): %s", e)
+        if given_back:
+            log.warning("giving back %d unfinished entries for another replica", given_back)
         for t in self._loops:
             t.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
         await self._completer.stop()
-        return len(give_back)
+        return given_back
 
     # --------------------------------------------------------------------------- loops
 
@@ -242,7 +243,6 @@ class WorkerPool:
 
     def _accept(self, deliveries: Sequence[envelopes.Delivery]) -> None:
         if self._stopping:  # read while the drain began: given back by drain()
-            self._unstarted.extend(d.entry_id for d in deliveries)
             return
         for d in deliveries:
             task = asyncio.create_task(self._handle(d), name=f"worker:{d.entry_id}")
@@ -258,11 +258,14 @@ class WorkerPool:
         self._slot_freed.set()
 
     async def _reclaim_loop(self) -> None:
-        interval = max(0.05, min(self._visibility / 2, 5.0))
+        interval = max(0.05, min(self._visibility / 2, RECLAIM_INTERVAL_SECONDS))
         last_prune = time.monotonic()
+        first = True
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reclaim_now.wait(), interval)
+            if not first:  # at start, take over at once what others gave back
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._reclaim_now.wait(), interval)
+            first = False
             self._reclaim_now.clear()
             free = self._workers.concurrency - len(self._running)
             if self._stopping or free <= 0:

@@ -124,6 +124,12 @@ def results_done(client: httpx.Client, request_ids: Iterable[str]) -> dict[str, 
     return out
 
 
+def all_done(client: httpx.Client, request_ids: list[str]) -> dict[str, dict[str, Any]] | None:
+    """The results of all those requests, or None while one of them is unanswered."""
+    done = results_done(client, request_ids)
+    return done if len(done) == len(request_ids) else None
+
+
 async def audit_counts(dsn: str, request_ids: Iterable[str]) -> dict[str, tuple[int, int, int]]:
     """Per request id: (summary rows, decision rows, distinct decision steps) in PostgreSQL."""
     ids = list(request_ids)
