@@ -25,6 +25,9 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "run a scripted, fault-injecting OpenAI-compatible server",
     ),
     ("config", "pilothouse.runtime.config_command", "validate and print a runtime config file"),
+    ("history", "pilothouse.runtime.history_command", "show an agent's decision history"),
+    ("audit", "pilothouse.runtime.audit_command", "verify the audit trail, apply retention"),
+    ("escalations", "pilothouse.runtime.escalations_command", "list, approve, deny escalations"),
     (
         "eval",
         "pilothouse.runtime.evaluation.command",
@@ -33,7 +36,13 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line: the top-level parser has no valued options,
+    so it is the first word that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _parser(chosen: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pilothouse",
         description="Pilothouse runtime: serve an agent, inspect its history, evaluate it.",
@@ -42,13 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     for name, module, help_text in _COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        importlib.import_module(module).configure_parser(p)
+        # Only the chosen command's module is imported: one command's dependencies never
+        # slow another's start-up (or `pilothouse --help`).
+        if name == chosen:
+            importlib.import_module(module).configure_parser(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pilothouse`` console script."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(_chosen(arguments)).parse_args(arguments)
     module = importlib.import_module(args._module)
     try:
         code: int = module.run(args)
