@@ -60,8 +60,7 @@ def _find_binary(name: str, wheel_package: str, *relative: str) -> Path:
     if found:
         return Path(found)
     raise errors.DependencyUnavailable(
-        f"{name} not found: install the development dependencies (make setup) "
-        f"or put {name} on PATH"
+        f"{name} not found: install the development dependencies (make setup) or put {name} on PATH"
     )
 
 
