@@ -128,3 +128,32 @@ async def test_a_new_session_knows_nothing_of_another(support_agent: agent.Agent
     )
     assert outcome.result.actions == ()
     assert outcome.result.context == {}
+
+
+async def test_secret_headers_come_from_the_environment_and_tools_can_set_context(
+    llm: MockLLMProcess,
+    tool_server: ToolServer,
+    redis_client: aioredis.Redis,
+    unique_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PILOTHOUSE_TEST_WEATHER_TOKEN", "Bearer weather-secret")
+    tools = standard_tools(
+        tool_server.url,
+        weather_api={
+            "url": f"{tool_server.url}/with-context",
+            "headers_from_env": {"authorization": "PILOTHOUSE_TEST_WEATHER_TOKEN"},
+        },
+    )
+    cfg = agent_config(unique_name, llm.url, tools=tools)
+    session = f"s-{unique_name}"
+    async with agent.build_agent(cfg, redis=redis_client) as a:
+        outcome = await a.handle(
+            requests.AgentRequest(input="What's the weather in Oslo?", session_id=session)
+        )
+        _, context_key = a.sessions.keys(session)  # type: ignore[union-attr]
+    assert outcome.result.status is requests.ResultStatus.COMPLETED
+    assert tool_server.received[0].headers["authorization"] == "Bearer weather-secret"
+    assert tool_server.received[0].query == {"city": "Oslo"}
+    assert outcome.result.context == {"loyalty_tier": "gold"}
+    assert orjson.loads(await redis_client.get(context_key)) == {"loyalty_tier": "gold"}

@@ -1,0 +1,68 @@
+"""A request is bounded by its token budget (maxRequestTokens) as well as by maxSteps and its
+deadline: once the budget is used the loop stops before the next LLM call, cleanly, saying why."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+from agent_support import ToolServer, agent_config, standard_tools
+
+from pilothouse.runtime import agent, requests
+from pilothouse.runtime.mockllm.process import MockLLMProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[MockLLMProcess]:
+    with MockLLMProcess(seed=13) as server:
+        yield server
+
+
+@pytest.fixture
+def tool_server() -> Iterator[ToolServer]:
+    with ToolServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_the_token_budget_stops_the_loop_before_the_next_call(
+    llm: MockLLMProcess, tool_server: ToolServer, redis_client: aioredis.Redis, unique_name: str
+) -> None:
+    cfg = agent_config(
+        unique_name, llm.url, tools=standard_tools(tool_server.url), max_request_tokens=10
+    )
+    before = llm.admin.stats()["total"]
+    async with agent.build_agent(cfg, redis=redis_client) as a:
+        outcome = await a.handle(requests.AgentRequest(input="What's the weather in Tokyo?"))
+    result = outcome.result
+    assert result.status is requests.ResultStatus.FAILED
+    assert result.fallback_reason == "token_budget"
+    assert result.answer == cfg.incomplete_response
+    assert result.steps == 1
+    assert result.input_tokens + result.output_tokens >= 10
+    assert llm.admin.stats()["total"] - before == 1  # the tool ran, the second call did not
+    assert [r.path for r in tool_server.received] == ["/weather"]
+    last = outcome.decisions[-1]
+    assert (last.action, last.outcome) == ("stopped", "error")
+    assert (last.error or "").startswith("token_budget: ")
+
+
+async def test_a_budget_large_enough_lets_the_request_finish(
+    llm: MockLLMProcess, tool_server: ToolServer, redis_client: aioredis.Redis, unique_name: str
+) -> None:
+    cfg = agent_config(
+        unique_name, llm.url, tools=standard_tools(tool_server.url), max_request_tokens=100_000
+    )
+    async with agent.build_agent(cfg, redis=redis_client) as a:
+        outcome = await a.handle(requests.AgentRequest(input="What's the weather in Tokyo?"))
+    assert outcome.result.status is requests.ResultStatus.COMPLETED
+    assert outcome.result.steps == 2
