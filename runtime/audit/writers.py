@@ -203,8 +203,12 @@ class AuditWriter:
         try:
             async with asyncio.timeout(self._deadline):
                 outcome = await self.store.write(decisions, reqs)
-        except (errors.DependencyUnavailable, TimeoutError, store.AuditStoreError) as e:
-            log.warning("audit: PostgreSQL write failed (%s); spooling until it is back", e)
+        except Exception as e:  # whatever went wrong, the records go to the spool
+            log.warning(
+                "audit: PostgreSQL write failed (%s: %s); spooling until it is back",
+                type(e).__name__,
+                e,
+            )
             self._healthy = False
             self._replay_wanted.set()
             return False
@@ -248,7 +252,7 @@ class AuditWriter:
             await self._replay_wanted.wait()
             try:
                 await self._replay()
-            except (errors.DependencyUnavailable, TimeoutError) as e:
+            except Exception as e:  # the replayer must outlive any failure
                 log.info("audit: replay waits for PostgreSQL (%s); retry in %.2fs", e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])

@@ -1,0 +1,89 @@
+"""The reference algorithms of the Redis scripts: rolling-hour cost reservation and GCRA."""
+
+from __future__ import annotations
+
+from pilothouse.runtime import config
+from pilothouse.runtime.policies import costs, rates
+
+USD = costs.NANO_PER_USD
+
+
+def test_reservation_stops_at_the_limit_and_counts_the_estimate() -> None:
+    buckets: dict[int, int] = {}
+    limits = [(1 * USD, True)]
+    allowed = 0
+    for _ in range(20):
+        if costs.reserve(buckets, 1000, USD // 10, limits, commit=True).reserved:
+            allowed += 1
+    assert allowed == 10
+    assert costs.window_spend(buckets, 1000) == USD
+
+
+def test_spend_leaves_the_window_after_an_hour() -> None:
+    buckets = {1000: USD}
+    limits = [(USD, True)]
+    assert not costs.reserve(buckets, 1059, 1, limits, commit=True).reserved
+    r = costs.reserve(buckets, 1060, 1, limits, commit=True)
+    assert r.reserved
+    assert r.spent_nano == 0
+    assert 1000 not in buckets
+
+
+def test_dry_run_limits_do_not_block_the_reservation() -> None:
+    buckets = {1000: USD}
+    r = costs.reserve(buckets, 1000, USD, [(USD, False)], commit=True)
+    assert r.reserved
+    assert buckets[1000] == 2 * USD
+
+
+def test_check_only_never_reserves() -> None:
+    buckets: dict[int, int] = {}
+    assert not costs.reserve(buckets, 5, USD, [(10 * USD, True)], commit=False).reserved
+    assert buckets == {}
+
+
+def test_estimates_round_up() -> None:
+    assert costs.to_nano(1e-12) == 1
+    assert costs.to_nano(0.0) == 0
+    assert costs.to_nano(0.25) == USD // 4
+
+
+def test_cost_finding_names_the_numbers() -> None:
+    section = costs.CostLimitSection(config.CostLimitPolicy(max_usd_per_hour=1.0))
+    assert section.finding(USD // 2, USD // 2) is None
+    found = section.finding(USD // 2, USD)
+    assert found is not None
+    assert "$0.5000 spent" in found.reason
+    assert "$1.00/hour" in found.reason
+
+
+def test_gcra_allows_burst_plus_one_then_one_per_interval() -> None:
+    section = rates.RateLimitSection(config.RateLimitPolicy(requests_per_minute=60, burst=2))
+    tat: int | None = None
+    now = 10_000_000_000
+    allowed = 0
+    for _ in range(10):
+        step = rates.gcra(tat, now, section.interval_us, section.tolerance_us)
+        if step.allowed:
+            tat = step.new_tat_us
+            allowed += 1
+    assert allowed == 3
+    refused = rates.gcra(tat, now, section.interval_us, section.tolerance_us)
+    assert not refused.allowed
+    assert refused.wait_us == section.interval_us
+    later = rates.gcra(tat, now + section.interval_us, section.interval_us, section.tolerance_us)
+    assert later.allowed
+
+
+def test_rate_scope_follows_per() -> None:
+    from pilothouse.runtime import hooks
+
+    action = hooks.Action(hooks.ActionKind.REQUEST, "a", "r", 0, user="u1", tenant="t1")
+    anonymous = hooks.Action(hooks.ActionKind.REQUEST, "a", "r", 0)
+    per_user = rates.RateLimitSection(config.RateLimitPolicy(requests_per_minute=1, per="user"))
+    per_tenant = rates.RateLimitSection(config.RateLimitPolicy(requests_per_minute=1, per="tenant"))
+    per_agent = rates.RateLimitSection(config.RateLimitPolicy(requests_per_minute=1))
+    assert per_user.scope(action) == "user:u1"
+    assert per_user.scope(anonymous) == "user:_anonymous"
+    assert per_tenant.scope(action) == "tenant:t1"
+    assert per_agent.scope(action) == "agent"
