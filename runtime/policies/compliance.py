@@ -50,6 +50,7 @@ class ComplianceSection:
             m = self.topics.search(text)
             if m:
                 return findings.denied(
-                    self.name, f"the input touches a blocked topic ({m.group().lower()!r})"
+                    self.name,
+                    f"the input touches a blocked topic ({' '.join(m.group().lower().split())!r})",
                 )
         return None
