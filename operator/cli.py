@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between full reconciles of an unchanged agent; 0: never",
     )
-    run.add_argument("--watch-server-timeout", type=float, default=300, metavar="SECONDS")
+    run.add_argument("--watch-server-timeout", type=int, default=300, metavar="SECONDS")
     run.add_argument("--watch-client-timeout", type=float, default=330, metavar="SECONDS")
     run.add_argument(
         "--redis-url",
@@ -177,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_refkey="k8s",
     )
     logging.getLogger().setLevel(args.log_level.upper())
+    if args.log_level != "debug":  # "Handler 'x' succeeded" for every event and timer tick
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     identity = os.environ.get("POD_ID") or f"{os.uname().nodename}-{os.getpid()}"
 
     client = kube.Kube.from_environment(

@@ -77,19 +77,20 @@ def register(
 
     # ------------------------------------------------------------------- AgentDeployment
 
-    @kopf.on.resume(*AGENTS, registry=registry)
-    @kopf.on.create(*AGENTS, registry=registry)
-    @kopf.on.update(*AGENTS, registry=registry)
+    @kopf.on.resume(*AGENTS, id="agent", registry=registry)
+    @kopf.on.create(*AGENTS, id="agent", registry=registry)
+    @kopf.on.update(*AGENTS, id="agent", registry=registry)
     def agent_changed(namespace: str | None, name: str, **_: Any) -> None:
         _retrying(reconciler.reconcile_agent, _ns(namespace), name)
 
-    @kopf.on.event(*AGENTS, registry=registry)
+    @kopf.on.event(*AGENTS, id="agent-deleted", registry=registry)
     def agent_event(type: str, body: kopf.Body, **_: Any) -> None:
         if type == "DELETED":
             reconciler.agent_deleted(body)
 
     @kopf.timer(
         *AGENTS,
+        id="autoscale",
         interval=operator_settings.autoscale_interval,
         initial_delay=operator_settings.autoscale_interval,
         when=_has_scaling,
@@ -108,6 +109,7 @@ def register(
 
         @kopf.timer(
             *AGENTS,
+            id="resync",
             interval=operator_settings.resync_interval,
             initial_delay=operator_settings.resync_interval,
             idle=operator_settings.resync_interval,
@@ -118,13 +120,13 @@ def register(
 
     # ----------------------------------------------------------------------- AgentPolicy
 
-    @kopf.on.resume(*POLICIES, registry=registry)
-    @kopf.on.create(*POLICIES, registry=registry)
-    @kopf.on.update(*POLICIES, registry=registry)
+    @kopf.on.resume(*POLICIES, id="policy", registry=registry)
+    @kopf.on.create(*POLICIES, id="policy", registry=registry)
+    @kopf.on.update(*POLICIES, id="policy", registry=registry)
     def policy_changed(namespace: str | None, name: str, **_: Any) -> None:
         _retrying(reconciler.reconcile_policy, _ns(namespace), name)
 
-    @kopf.on.event(*POLICIES, registry=registry)
+    @kopf.on.event(*POLICIES, id="policy-deleted", registry=registry)
     def policy_event(type: str, body: kopf.Body, **_: Any) -> None:
         if type == "DELETED":
             reconciler.policy_deleted(body)
@@ -133,6 +135,7 @@ def register(
 
     @kopf.on.event(
         *DEPLOYMENTS,
+        id="deployment",
         labels={labels.MANAGED_BY_KEY: labels.FIELD_MANAGER, labels.AGENT_KEY: kopf.PRESENT},
         registry=registry,
     )

@@ -84,7 +84,7 @@ class OperatorSettings(_Settings):
     redis_url: str | None = None
     """Redis the autoscaler reads backlogs from, for agents that name no Redis Secret; none
     reads the runtime's default Redis Secret."""
-    watch_server_timeout: float = Field(default=300, gt=0)
+    watch_server_timeout: int = Field(default=300, gt=0)
     """Seconds the API server keeps one watch request open (then Kopf re-watches)."""
     watch_client_timeout: float = Field(default=330, gt=0)
     """Seconds after which the operator gives up on a silent watch connection."""

@@ -201,11 +201,13 @@ def _rolled_out(
     else:
         if deployment is None:
             message = "waiting for the Deployment"
-        else:
+        elif template_hash != status.config_hash or (status.replicas or 0) > want:
             message = (
                 f"rolling out config {status.config_hash}: {status.updated_replicas} of {want} "
                 f"replicas updated, {status.ready_replicas} ready"
             )
+        else:
+            message = f"waiting for replicas: {status.ready_replicas} of {want} ready"
         reason = conditions.ROLLOUT_IN_PROGRESS
         conds = _set(conds, conditions.READY, "False", reason, message, observed, now)
         conds = _set(conds, conditions.RECONCILING, "True", reason, message, observed, now)
