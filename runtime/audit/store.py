@@ -69,6 +69,12 @@ def _decision_record(r: chain.LinkedRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def _request_record(r: rows.RequestRow) -> tuple[Any, ...]:
+    values = [getattr(r, c) for c in rows.REQUEST_COLUMNS]
+    values[rows.REQUEST_COLUMNS.index("metadata")] = rows.dumps_json(r.metadata)
+    return tuple(values)
+
+
 _DECISION_COPY_COLUMNS: Final = (*rows.DECISION_COLUMNS, "chain_seq", "prev_hash", "hash")
 _INSERT_REQUEST: Final = (
     f"INSERT INTO audit_requests ({', '.join(rows.REQUEST_COLUMNS)}) "
@@ -212,10 +218,7 @@ class AuditStore:
             if unique:
                 written = await self._append(conn, list(unique.values()))
             if requests:
-                await conn.executemany(
-                    _INSERT_REQUEST, [tuple(getattr(r, c) for c in rows.REQUEST_COLUMNS)
-                                      for r in requests]
-                )  # fmt: skip
+                await conn.executemany(_INSERT_REQUEST, [_request_record(r) for r in requests])
         return WriteOutcome(written, len(decisions) - written)
 
     async def _append(self, conn: asyncpg.Connection, batch: list[rows.DecisionRow]) -> int:
