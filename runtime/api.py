@@ -199,7 +199,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(starlette_exceptions.HTTPException)
     async def http_error(_: Request, exc: starlette_exceptions.HTTPException) -> Response:
-        return _error(exc.status_code, str(exc.detail), **(exc.headers or {}))
+        message = str(exc.detail)
+        if isinstance(exc.__cause__, RecursionError):
+            message = "the body is not valid JSON: nested too deeply"
+        return _error(exc.status_code, message, **(exc.headers or {}))
 
     @app.exception_handler(errors.DependencyUnavailable)
     async def unavailable(_: Request, exc: errors.DependencyUnavailable) -> Response:
