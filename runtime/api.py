@@ -165,6 +165,9 @@ def create_app(services: Services) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        # The edge middleware makes the server span and the Prometheus metrics; FastAPI's own
+        # telemetry would make a second server span and per-dependency spans for every call.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     _install_error_handlers(app)
     if services.work_queue is not None:

@@ -322,6 +322,8 @@ class WorkerPool:
             "messaging.destination.name": self._queue.stream,
             "messaging.message.id": d.entry_id,
             "messaging.consumer.group.name": queue.GROUP,
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": self._agent,
             "pilothouse.request_id": request.request_id,
             "pilothouse.agent": self._agent,
             "pilothouse.deliveries": d.deliveries,
@@ -354,7 +356,9 @@ class WorkerPool:
                     answered = await self._store(completion)
                 except queue.QueueUnavailable:
                     return  # left pending: redelivered and answered once Redis is back
-            if answered:
+                if not answered:
+                    log.info("request already answered by another delivery; result dropped")
+                    return
                 status = result.status.value
                 metrics.REQUESTS.labels(agent=self._agent, status=status).inc()
                 if env.accepted_at > 0:
@@ -364,8 +368,6 @@ class WorkerPool:
                     "request answered",
                     extra={"status": status, "latency_ms": round(result.latency_ms, 2)},
                 )
-            else:
-                log.info("request already answered by another delivery; result dropped")
         finally:
             telemetry.REQUEST_ID.reset(token)
 
