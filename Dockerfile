@@ -14,6 +14,16 @@
 
 ARG BASE_IMAGE=python:3.11-slim
 
+# ----------------------------------------------------------------------- requirements
+# The runtime dependencies named in pyproject.toml, as a requirements file: the next stage
+# installs them in a layer that stays cached until they (or the pins) change, not on every
+# change of pyproject.toml or the source.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml /src/pyproject.toml
+RUN python3 -c "import tomllib; \
+deps = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']; \
+open('/requirements.txt', 'w').write(''.join(d + chr(10) for d in sorted(deps)))"
+
 # ---------------------------------------------------------------------------- builder
 FROM ${BASE_IMAGE} AS builder
 
@@ -30,17 +40,23 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 ENV PIP_CERT=${PIP_CERT}
 
-RUN python3 -m venv /opt/pilothouse
+RUN python3 -m venv /opt/pilothouse \
+    && python3 -m venv /opt/wheel-build \
+    && /opt/wheel-build/bin/pip install --quiet "setuptools>=69" wheel
 
 WORKDIR /src
-# Dependencies first: this layer is reused until the pinned versions change.
+# Dependencies first, at the exact versions of requirements/constraints.txt.
 COPY requirements/constraints.txt requirements/constraints.txt
+COPY --from=requirements /requirements.txt requirements/runtime.txt
+RUN /opt/pilothouse/bin/pip install --quiet \
+    -r requirements/runtime.txt -c requirements/constraints.txt
+
+# Then Pilothouse itself, as a wheel (what a user would install), and a smoke test of both
+# entry points so a packaging mistake (a subpackage missing from the wheel) fails the build.
 COPY pyproject.toml README.md ./
 COPY runtime runtime
 COPY operator operator
-RUN python3 -m venv /opt/wheel-build \
-    && /opt/wheel-build/bin/pip install --quiet "setuptools>=69" wheel \
-    && /opt/wheel-build/bin/pip wheel --quiet --no-deps --no-build-isolation \
+RUN /opt/wheel-build/bin/pip wheel --quiet --no-deps --no-build-isolation \
         --wheel-dir /wheels . \
     && /opt/pilothouse/bin/pip install --quiet -c requirements/constraints.txt /wheels/*.whl \
     && /opt/pilothouse/bin/pip uninstall --quiet --yes pip setuptools \
@@ -60,9 +76,12 @@ LABEL org.opencontainers.image.title="pilothouse" \
 
 # One fixed numeric identity: Kubernetes can verify runAsNonRoot without a name lookup.
 ARG UID=10001
+# The audit spool (audit.spoolDir) is the one place the runtime writes; Kubernetes mounts an
+# emptyDir there (the root file system is read-only), plain `docker run` uses this folder.
 RUN groupadd --system --gid ${UID} pilothouse \
     && useradd --system --uid ${UID} --gid ${UID} --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin pilothouse
+        --home-dir /nonexistent --shell /usr/sbin/nologin pilothouse \
+    && install -d -m 0750 -o ${UID} -g ${UID} /var/lib/pilothouse /var/lib/pilothouse/spool
 
 COPY --from=builder /opt/pilothouse /opt/pilothouse
 
