@@ -223,20 +223,15 @@ class AuditStore:
 
     async def _append(self, conn: asyncpg.Connection, batch: list[rows.DecisionRow]) -> int:
         agents = sorted({d.agent_id for d in batch})
-        await conn.execute(
-            "INSERT INTO audit_chain_heads (agent_id, seq, hash)"
-            " SELECT a, 0, $2 FROM unnest($1::text[]) AS a ON CONFLICT DO NOTHING",
-            agents,
-            chain.GENESIS,
-        )
-        heads = {
-            r["agent_id"]: chain.ChainPoint(r["seq"], r["hash"])
-            for r in await conn.fetch(
-                "SELECT agent_id, seq, hash FROM audit_chain_heads"
-                " WHERE agent_id = ANY($1::text[]) ORDER BY agent_id FOR UPDATE",
+        heads = await self._lock_heads(conn, agents)
+        if len(heads) < len(agents):  # an agent's first records: create its head, then lock
+            await conn.execute(
+                "INSERT INTO audit_chain_heads (agent_id, seq, hash)"
+                " SELECT a, 0, $2 FROM unnest($1::text[]) AS a ON CONFLICT DO NOTHING",
                 agents,
+                chain.GENESIS,
             )
-        }
+            heads = await self._lock_heads(conn, agents)
         stored = {
             (r[0], r[1])
             for r in await conn.fetch(
@@ -270,6 +265,20 @@ class AuditStore:
             [r.hash for r in last.values()],
         )
         return len(linked)
+
+    @staticmethod
+    async def _lock_heads(
+        conn: asyncpg.Connection, agents: list[str]
+    ) -> dict[str, chain.ChainPoint]:
+        """Lock the agents' chain heads (in agent order: writers never deadlock)."""
+        return {
+            r["agent_id"]: chain.ChainPoint(r["seq"], r["hash"])
+            for r in await conn.fetch(
+                "SELECT agent_id, seq, hash FROM audit_chain_heads"
+                " WHERE agent_id = ANY($1::text[]) ORDER BY agent_id FOR UPDATE",
+                agents,
+            )
+        }
 
     # ------------------------------------------------------------------------ history
 
