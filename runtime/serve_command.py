@@ -69,13 +69,13 @@ def _with_overrides(
 
 def run(args: argparse.Namespace) -> int:
     cfg = _with_overrides(config.load_config(args.config), args.host, args.port)
-    telemetry.configure_logging(cfg.telemetry.log_level)
     return asyncio.run(serve(cfg, serving.Role(args.role)))
 
 
 async def serve(cfg: config.RuntimeConfig, role: serving.Role) -> int:
     """Run until SIGTERM/SIGINT, then drain and stop; the process's exit code."""
-    runtime = await serving.build_runtime(cfg, role=role)
+    runtime = await serving.build_runtime(cfg, role=role)  # config problems raise here
+    telemetry.configure_logging(cfg.telemetry.log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0

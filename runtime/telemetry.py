@@ -25,6 +25,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
 import orjson
@@ -44,11 +45,13 @@ from pilothouse.runtime.policies import pii
 __all__ = [
     "REQUEST_ID",
     "JsonFormatter",
+    "TracingPlan",
     "configure_logging",
     "configure_tracing",
     "extract",
     "inject",
     "install_span_exporter",
+    "plan_tracing",
     "scrub",
     "trace_id",
     "tracer",
@@ -144,12 +147,39 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> l
 # -------------------------------------------------------------------------------------- traces
 
 
-def _traces_endpoint(cfg: config.RuntimeConfig) -> str | None:
-    """The OTLP/HTTP traces URL from the config (the exporter reads the ``OTEL_*`` ones)."""
+@dataclass(frozen=True, slots=True)
+class TracingPlan:
+    """What :func:`configure_tracing` installs, decided from the config and ``OTEL_*``."""
+
+    export: bool
+    """Whether spans are exported (else no provider: no-op spans, no cost)."""
+    endpoint: str | None = None
+    """The traces URL from ``telemetry.otlpEndpoint``; None lets the exporter read
+    ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT``."""
+    service_name: str | None = None
+    """``service.name``; None when ``OTEL_SERVICE_NAME`` sets it."""
+
+
+def plan_tracing(cfg: config.RuntimeConfig, environ: Mapping[str, str]) -> TracingPlan:
+    """Pure: the standard variables win over the config, the config over the defaults."""
+    service = (
+        None
+        if environ.get("OTEL_SERVICE_NAME")
+        else (cfg.telemetry.service_name or f"pilothouse-{cfg.agent}")
+    )
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return TracingPlan(False)
+    if environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+        return TracingPlan(False)
+    if environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    ):
+        return TracingPlan(True, None, service)
     base = cfg.telemetry.otlp_endpoint
     if not base:
-        return None
-    return base if base.rstrip("/").endswith("/v1/traces") else base.rstrip("/") + "/v1/traces"
+        return TracingPlan(False)
+    base = base.rstrip("/")
+    return TracingPlan(True, base if base.endswith("/v1/traces") else base + "/v1/traces", service)
 
 
 def configure_tracing(
@@ -158,31 +188,22 @@ def configure_tracing(
     environ: Mapping[str, str] | None = None,
     exporter: SpanExporter | None = None,
 ) -> TracerProvider | None:
-    """Install the process's tracer provider; None when tracing is off (no-op spans, no cost).
-
-    ``exporter`` replaces the OTLP exporter (tests pass an in-memory one).
-    """
+    """Install the process's tracer provider (OTLP/HTTP exporter, batched); None when tracing
+    is off. ``exporter`` replaces the OTLP exporter (and turns tracing on)."""
     env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
+    plan = plan_tracing(cfg, env)
     if exporter is None:
-        if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
-            return None
-        from_env = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
-        )
-        endpoint = None if from_env else _traces_endpoint(cfg)
-        if not from_env and endpoint is None:
+        if not plan.export:
             return None
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter(endpoint=endpoint)
+        exporter = OTLPSpanExporter(endpoint=plan.endpoint)
     attributes: dict[str, str] = {
         "pilothouse.agent": cfg.agent,
         "k8s.namespace.name": cfg.namespace,
     }
-    if not env.get("OTEL_SERVICE_NAME"):
-        attributes[SERVICE_NAME] = cfg.telemetry.service_name or f"pilothouse-{cfg.agent}"
+    if plan.service_name:
+        attributes[SERVICE_NAME] = plan.service_name
     provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
