@@ -151,9 +151,12 @@ class Spool:
         path.unlink(missing_ok=True)
         self.pending = max(0, self.pending - records)
 
-    def quarantine(self, path: Path, records: int) -> Path:
-        """Set aside a segment PostgreSQL rejects, so it does not block the others."""
+    def reject(self, path: Path, records: list[dict[str, Any]]) -> Path:
+        """Keep records PostgreSQL rejects beside the spool (``rejected-<segment>``), for a
+        person to look at; they no longer block replay."""
         target = path.with_name("rejected-" + path.name)
-        path.rename(target)
-        self.pending = max(0, self.pending - records)
+        with target.open("ab") as f:
+            f.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
         return target

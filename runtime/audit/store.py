@@ -45,6 +45,7 @@ _UNAVAILABLE: Final = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock: retry
 )
 
 

@@ -274,24 +274,37 @@ class AuditWriter:
                 await self._replay_segment(path)
 
     async def _replay_segment(self, path: Path) -> None:
-        count = 0
-        try:
-            for lines in await asyncio.to_thread(
-                lambda: list(self._spool.read(path, self._batch_size))
-            ):
-                decisions, reqs = _from_spool(lines)
-                async with asyncio.timeout(max(self._deadline, 5.0)):
-                    outcome = await self.store.write(decisions, reqs)
-                metrics.AUDIT_RECORDS.labels(outcome="replayed").inc(outcome.written + len(reqs))
-                if outcome.duplicates:
-                    metrics.AUDIT_RECORDS.labels(outcome="duplicate").inc(outcome.duplicates)
-                count += len(lines)
-        except (store.AuditStoreError, KeyError, ValueError, TypeError) as e:
-            target = await asyncio.to_thread(self._spool.quarantine, path, count)
-            log.error("audit: spool segment rejected (%s); set aside as %s", e, target.name)
-            metrics.AUDIT_RECORDS.labels(outcome="rejected").inc(count)
-            return
+        chunks = await asyncio.to_thread(lambda: list(self._spool.read(path, self._batch_size)))
+        count = sum(len(lines) for lines in chunks)
+        rejected: list[dict[str, Any]] = []
+        for lines in chunks:
+            rejected += await self._replay_lines(lines)
+        if rejected:
+            target = await asyncio.to_thread(self._spool.reject, path, rejected)
+            log.error(
+                "audit: PostgreSQL rejects %d spooled record(s); kept in %s", len(rejected), target
+            )
+            metrics.AUDIT_RECORDS.labels(outcome="rejected").inc(len(rejected))
         async with self._spool_lock:
             await asyncio.to_thread(self._spool.remove, path, count)
         metrics.AUDIT_SPOOLED.set(self._spool.pending)
         log.info("audit: replayed %d spooled record(s) from %s", count, path.name)
+
+    async def _replay_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write spooled records; the ones PostgreSQL rejects (isolated one by one) are
+        returned. Connection trouble propagates: the segment stays for the next attempt."""
+        try:
+            decisions, reqs = _from_spool(lines)
+            async with asyncio.timeout(max(self._deadline, 5.0)):
+                outcome = await self.store.write(decisions, reqs)
+        except (store.AuditStoreError, KeyError, ValueError, TypeError):
+            if len(lines) == 1:
+                return lines
+            rejected: list[dict[str, Any]] = []
+            for line in lines:
+                rejected += await self._replay_lines([line])
+            return rejected
+        metrics.AUDIT_RECORDS.labels(outcome="replayed").inc(outcome.written + len(reqs))
+        if outcome.duplicates:
+            metrics.AUDIT_RECORDS.labels(outcome="duplicate").inc(outcome.duplicates)
+        return []

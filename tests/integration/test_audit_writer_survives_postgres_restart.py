@@ -5,6 +5,7 @@ verifies, and every ``submit`` returned only once its records were durable."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import asyncpg
@@ -100,3 +101,31 @@ async def test_records_spooled_by_a_process_that_stopped_are_replayed_at_the_nex
     finally:
         await w.close()
         await s.close()
+
+
+async def test_a_record_postgres_rejects_is_kept_aside_and_does_not_block_the_others(
+    postgres_dsn: str, unique_name: str, tmp_path: Path
+) -> None:
+    good = [rows.decision_row(d, rows.AuditSettings()) for d in decisions("a", "fine", 3)]
+    lines = writers._to_spool(good, [])
+    # A line written by hand (not shaped): PostgreSQL cannot store a NUL character.
+    poisoned = dict(lines[1], request_id="poisoned", input="a\u0000b")
+    left = spool.Spool(tmp_path)
+    left.open()
+    left.append([lines[0], poisoned, lines[1], lines[2]])
+    left.close()
+    s = await open_store(postgres_dsn, unique_name)
+    w = await start_writer(s, tmp_path)
+    try:
+        await eventually(lambda: _drained(w))
+        assert [r.row.step for r in await s.decisions_for_request("fine")] == [0, 1, 2]
+        assert await s.decisions_for_request("poisoned") == []
+    finally:
+        await w.close()
+        await s.close()
+    assert _rejected(tmp_path) == ["poisoned"]
+
+
+def _rejected(folder: Path) -> list[str]:
+    [kept] = list(folder.glob("rejected-*.jsonl"))
+    return [json.loads(line)["request_id"] for line in kept.read_text().splitlines()]
