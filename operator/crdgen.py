@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from pilothouse.operator import api, schemas, statuses
 
-__all__ = ["agent_crd", "crd_files", "main", "policy_crd"]
+__all__ = ["agent_crd", "crd_files", "main", "policy_crd", "render_yaml", "stale_files"]
 
 DEFAULT_CHART_CRDS: Final = Path("charts/pilothouse/crds")
 CATEGORY: Final = "pilothouse"

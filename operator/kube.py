@@ -3,7 +3,7 @@
 Everything the reconciler reads or writes goes through :class:`Kube`: server-side apply of the
 children with one field manager (``pilothouse-operator``, forced, so the operator wins over
 hand edits of fields it owns), reads of the custom resources, Secrets and ConfigMaps, status
-merge patches, the Deployment's scale subresource, deletes guarded by a uid precondition, and
+merge patches, the Deployment's replica count, deletes guarded by a uid precondition, and
 Events. The ``kubernetes`` client is synchronous: call these methods from Kopf's sync handlers
 (which Kopf runs in its thread pool) or through an executor; the client is thread-safe.
 
@@ -229,8 +229,9 @@ class Kube:
         return self._get(_path("apps/v1", "Deployment", namespace, name))
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
-        """Set a Deployment's replicas through its scale subresource."""
-        path = _path("apps/v1", "Deployment", namespace, name) + "/scale"
+        """Set a Deployment's replicas (a merge patch of ``spec.replicas`` only, so the
+        operator needs no extra permission for the scale subresource)."""
+        path = _path("apps/v1", "Deployment", namespace, name)
         self._request(
             "PATCH",
             path,

@@ -5,7 +5,7 @@ AgentDeployment with ``spec.scaling`` and keeps the returned history in the agen
 The decision itself is :func:`pilothouse.operator.autoscaling.desired_replicas`; this module
 gathers its inputs (the backlog from Redis through :mod:`~pilothouse.operator.backlogs`, the
 Deployment's replicas through :mod:`~pilothouse.operator.kube`) and applies its output: the
-Deployment's scale subresource (the operator is the only writer of replicas while scaling is
+Deployment's ``spec.replicas`` (the operator is the only writer of replicas while scaling is
 on), ``status.desiredReplicas`` / ``queueDepth`` / ``lastScaleTime`` / the ScalingActive
 condition, an Event on every change. When the backlog cannot be read the count is held and the
 condition says why.
