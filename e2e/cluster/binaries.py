@@ -23,6 +23,7 @@ changes. Called by ``launcher.py build|up`` and, through it, by ``make cluster-b
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -243,13 +244,22 @@ def build(
     jobs: int = DEFAULT_JOBS,
     log: Log = print,
 ) -> Path:
-    """Build every binary unless the stamp says they are current; return the bin dir."""
+    """Build every binary unless the stamp says they are current; return the bin dir.
+
+    Concurrent callers (e.g. pytest-xdist workers) wait for each other on a lock file.
+    """
     versions = versions or read_versions()
-    sync_go_mod(versions, log=log)
     bins = bin_dir(versions, root)
-    if not force and is_built(versions, root):
-        return bins
     bins.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir(versions, root) / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sync_go_mod(versions, log=log)
+        if force or not is_built(versions, root):
+            _build(versions, bins, root=root, jobs=jobs, log=log)
+    return bins
+
+
+def _build(versions: Versions, bins: Path, *, root: Path, jobs: int, log: Log) -> None:
     (bins / STAMP_NAME).unlink(missing_ok=True)
     started = time.monotonic()
 
@@ -307,7 +317,6 @@ def build(
 
     (bins / STAMP_NAME).write_text(stamp(versions))
     log(f"built {bins} in {time.monotonic() - started:.0f}s")
-    return bins
 
 
 if __name__ == "__main__":
