@@ -29,6 +29,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -61,6 +62,8 @@ STOP_ORDER = (("kwok", "kube-scheduler", "kube-controller-manager"), ("kube-apis
 COMPONENTS = tuple(name for batch in STOP_ORDER for name in batch)
 
 Log = Callable[[str], None]
+# klog errors (E1126 ...), cobra's "Error: ...", etcd's JSON, KWOK's slog.
+_ERROR_LINE = re.compile(r'^[EF]\d{4} |^Error: |"level":"(error|fatal|panic)"|level=(ERROR|FATAL)')
 
 
 class ClusterError(RuntimeError):
@@ -350,13 +353,18 @@ class Cluster:
                 raise ClusterError(f"{name} was not ready in time\n{self._tail(name)}")
             time.sleep(0.1)
 
-    def _tail(self, name: str, lines: int = 30) -> str:
+    def _tail(self, name: str, lines: int = 25) -> str:
+        """The first error lines and the last lines of a component's log (usage text hides
+        the error that caused it)."""
         path = self.logs_dir / f"{name}.log"
         try:
-            text = path.read_text(errors="replace").splitlines()[-lines:]
+            text = path.read_text(errors="replace").splitlines()
         except OSError:
             return ""
-        return f"--- last lines of {path} ---\n" + "\n".join(text)
+        errors = [line for line in text if _ERROR_LINE.search(line)][:5]
+        return "\n".join(
+            [f"--- errors in {path} ---", *errors, "--- last lines ---", *text[-lines:]]
+        )
 
     def _ssl(self, client: bool) -> ssl.SSLContext:
         if not client:  # components' self-signed serving certs: only liveness is checked
