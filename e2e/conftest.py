@@ -29,14 +29,14 @@ from cluster import launcher  # noqa: E402
 KUBECONFIG_ENV = "PILOTHOUSE_TEST_KUBECONFIG"
 
 
-def _state_dir(config: pytest.Config) -> Path:
+def _state_dir() -> Path:
     """Separate from `make cluster-up`'s, and per xdist worker."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     return launcher.DEFAULT_STATE_DIR.with_name(f"cluster-e2e{'-' + worker if worker else ''}")
 
 
 @pytest.fixture(scope="session")
-def k8s_cluster(pytestconfig: pytest.Config) -> Iterator[launcher.Cluster]:
+def k8s_cluster() -> Iterator[launcher.Cluster]:
     """A Kubernetes cluster for the whole session: local processes, or $PILOTHOUSE_TEST_KUBECONFIG.
 
     Attributes tests use: ``kubeconfig`` (Path), ``kubectl(*args, input=None, check=True)``,
@@ -50,7 +50,7 @@ def k8s_cluster(pytestconfig: pytest.Config) -> Iterator[launcher.Cluster]:
     if existing:
         yield launcher.Cluster.existing(existing, log=log)
         return
-    cluster = launcher.Cluster(_state_dir(pytestconfig), nodes=3, log=log)
+    cluster = launcher.Cluster(_state_dir(), nodes=3, log=log)
     try:
         cluster.start()
         yield cluster
