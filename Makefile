@@ -9,7 +9,7 @@ PKGS        := pilothouse.runtime pilothouse.operator
 SRC         := runtime operator tests e2e bench
 PYTEST_ARGS ?=
 
--include e2e/cluster/cluster.mk
+include e2e/cluster/cluster.mk
 
 .PHONY: help setup lint fmt typecheck test test-unit test-integration test-e2e demo bench crds clean
 
