@@ -46,7 +46,7 @@ test-integration: setup
 test-e2e: setup cluster-binaries
 	$(PYTHON) -m pytest e2e $(PYTEST_ARGS)
 
-test: lint typecheck test-unit test-integration ## everything CI runs
+test: lint typecheck test-unit test-integration test-e2e ## everything CI runs
 
 demo: setup ## the main job: a request through the mock LLM (grows with the operator)
 	$(PYTHON) -m pilothouse.runtime.demo
