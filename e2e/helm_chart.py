@@ -92,12 +92,17 @@ class Helm:
         return [d for d in yaml.safe_load_all(self.run(*args).stdout) if d]
 
 
-def helm(tmp_root: Path) -> Helm:
+def helm_binary_path() -> Path:
     """The pinned helm, built with the other cluster binaries when missing."""
     versions = binaries.read_versions()
     if not binaries.is_built(versions):
         binaries.build(versions)
-    return Helm(binaries.bin_dir(versions) / "helm", tmp_root)
+    return binaries.bin_dir(versions) / "helm"
+
+
+def helm(tmp_root: Path) -> Helm:
+    """The pinned helm with its home under tmp_root."""
+    return Helm(helm_binary_path(), tmp_root)
 
 
 def kinds(docs: Iterable[Doc], *names: str) -> list[Doc]:

@@ -64,7 +64,7 @@ def test_namespaced_scope_grants_a_role_per_watched_namespace(helm: helm_chart.H
         assert binding["subjects"][0]["namespace"] == NS
     cluster_role = helm_chart.one(docs, "ClusterRole", OPERATOR)
     assert resources(cluster_role["rules"]) == {"apiextensions.k8s.io/customresourcedefinitions"}
-    assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}
+    assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} == {"list", "watch"}
     args = helm_chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=a" in args
     assert "--namespace=b" in args

@@ -5,39 +5,48 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
 
 {{/* Rules on namespaced objects: a ClusterRole's or each watched namespace's Role's. */}}
 {{- define "pilothouse.operator.namespacedRules" -}}
-# AgentDeployments and AgentPolicies: watched by Kopf, which patches its finalizer and
-# bookkeeping annotations onto them.
+# AgentDeployments and AgentPolicies: Kopf lists and watches them and patches its finalizer and
+# bookkeeping annotations onto them; the reconciler reads them.
 - apiGroups: ["pilothouse.dev"]
   resources: ["agentdeployments", "agentpolicies"]
   verbs: ["get", "list", "watch", "patch"]
-# Their status: conditions, replicas, applied policies / the agents a policy applies to.
+# Their status: conditions, replicas, queue depth; the agents a policy applies to.
 - apiGroups: ["pilothouse.dev"]
   resources: ["agentdeployments/status", "agentpolicies/status"]
-  verbs: ["get", "patch"]
-# The autoscaler writes the replica count through the scale subresource.
-- apiGroups: ["pilothouse.dev"]
-  resources: ["agentdeployments/scale"]
-  verbs: ["get", "patch", "update"]
-# Each agent's runtime config, Service and ServiceAccount.
+  verbs: ["patch"]
+# Each agent's runtime config (server-side apply: create and patch), and the ConfigMaps of
+# systemPromptFrom (get).
 - apiGroups: [""]
-  resources: ["configmaps", "services", "serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Each agent's pods.
+  resources: ["configmaps"]
+  verbs: ["get", "create", "patch"]
+# Each agent's Service and ServiceAccount (server-side apply).
+- apiGroups: [""]
+  resources: ["services", "serviceaccounts"]
+  verbs: ["create", "patch"]
+# Each agent's Deployment: applied, followed (list, watch) for its rollout, read and patched by
+# the autoscaler (spec.replicas).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# An agent's PodDisruptionBudget exists only with two or more replicas: below, the operator
+# finds (list) and deletes it.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Events on AgentDeployments and AgentPolicies (Kopf's and the operator's own).
-- apiGroups: ["", "events.k8s.io"]
+  verbs: ["list", "create", "patch", "delete"]
+# The autoscaler reads the Redis URL of an agent with spec.scaling from its Secret (or the
+# runtime.redis Secret). Nothing else reads Secrets: pods get them as references.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Events on AgentDeployments and AgentPolicies (the reconciler's and Kopf's warnings).
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- if and .Values.operator.standby.enabled (not (include "pilothouse.clusterwide" .)) }}
 # Kopf peering of a namespaced operator: one KopfPeering per watched namespace.
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 {{- end }}
 
@@ -47,12 +56,12 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
 # Kopf notices CRDs installed or upgraded while it runs.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- end }}
 {{- if and .Values.operator.standby.enabled (include "pilothouse.clusterwide" .) }}
 # Kopf peering of a cluster-wide operator.
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 {{- end }}

@@ -1,0 +1,376 @@
+"""The chart's RBAC is exactly what the operator needs: every rule used, none missing, none spare.
+
+The real operator (``pilothouse-operator``, the image's entry point, run from this checkout) runs
+with the arguments of the chart's Deployment and the token of the chart's ServiceAccount, bound
+to the chart's (Cluster)Role, against the real API server, through a recording proxy
+(:mod:`api_recorder`). It then goes through everything it does for a living: an agent with a
+policy, a prompt from a ConfigMap and two replicas (so a PodDisruptionBudget), Ready; scaled down
+to one (the budget pruned); switched to autoscaling with a backlog in a real Redis whose URL is in
+a Secret (the Deployment scaled through its scale subresource); deleted (its finalizer removed).
+Standby replicas peer through a Kopf peering object, namespaced scope works from Roles alone.
+
+Then: no request was refused, and the (group, resource, verb) the operator used are exactly those
+the chart grants. And each rule is needed: without it, the API server refuses the operator.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import api_recorder
+import helm_chart
+import operator_harness as h
+import pytest
+import redis
+from cluster.launcher import Cluster
+from polling import wait_until
+
+from pilothouse.runtime import config, devservers, queue
+
+AGENT = "rbac-probe"
+POLICY = "rbac-guard"
+PROMPTS = "rbac-prompts"
+SCALING = {
+    "minReplicas": 1,
+    "maxReplicas": 3,
+    "targetQueueDepthPerReplica": 5,
+    "scaleDownStabilizationSeconds": 300,
+}
+# What Kopf does in namespaced mode without the right to list namespaces: it falls back to
+# the exact names it was given (logged once). The chart grants nothing cluster-wide for it.
+KOPF_NAMESPACE_SCAN = api_recorder.Attributes("", "namespaces", "list")
+FAST_ARGS = ("--autoscale-interval=1", "--watch-server-timeout=60", "--watch-client-timeout=70")
+
+Rule = dict[str, Any]
+Grant = tuple[str, str, str]  # group, resource, verb
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> helm_chart.Helm:
+    return helm_chart.helm(tmp_path_factory.mktemp("helm"))
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[devservers.RedisServer]:
+    with devservers.RedisServer() as server:
+        yield server.start()
+
+
+@pytest.fixture(scope="module")
+def crds(k8s_cluster: Cluster, helm: helm_chart.Helm) -> None:
+    """The Pilothouse and Kopf peering CRDs, from the chart (installed by an admin, as Helm is)."""
+    docs = helm.template(sets=["operator.standby.enabled=true"])
+    found = [d for d in docs if helm_chart.is_crd(d)]
+    k8s_cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", "-", input=helm_chart.to_yaml(found)
+    )
+    helm_chart.wait_established(k8s_cluster.kubectl, found)
+
+
+def grants(rules: list[Rule]) -> set[Grant]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def used(attributes: set[api_recorder.Attributes]) -> set[Grant]:
+    return {(a.group, a.resource, a.verb) for a in attributes}
+
+
+def show(items: set[Grant]) -> str:
+    return ", ".join(f"{v} {g or 'core'}/{r}" for g, r, v in sorted(items)) or "nothing"
+
+
+class Release:
+    """The chart's RBAC objects of one release, applied for real, and its operator arguments."""
+
+    def __init__(self, cluster: Cluster, helm: helm_chart.Helm, namespace: str, sets: list[str]):
+        self.cluster = cluster
+        self.namespace = namespace
+        self.name = f"rbac-{uuid.uuid4().hex[:6]}"
+        self.docs = helm.template(self.name, namespace, sets=sets)
+        self.account = helm_chart.one(
+            self.docs, "ServiceAccount", f"{self.name}-pilothouse-operator"
+        )
+        self.roles = helm_chart.kinds(self.docs, "ClusterRole", "Role")
+        self.roles = [r for r in self.roles if r["metadata"]["name"].endswith("-operator")]
+        self.bindings = [
+            d
+            for d in helm_chart.kinds(self.docs, "ClusterRoleBinding", "RoleBinding")
+            if d["metadata"]["name"].endswith("-operator")
+        ]
+        container = helm_chart.one(self.docs, "Deployment")["spec"]["template"]["spec"]
+        self.args: list[str] = container["containers"][0]["args"]
+        self.peerings = helm_chart.kinds(self.docs, "ClusterKopfPeering", "KopfPeering")
+
+    def rules(self) -> list[Rule]:
+        return [rule for role in self.roles for rule in role["rules"]]
+
+    def apply(self, *, drop: Callable[[Rule], bool] = lambda _: False) -> None:
+        roles = [{**r, "rules": [x for x in r["rules"] if not drop(x)]} for r in self.roles]
+        objects = [self.account, *roles, *self.bindings, *self.peerings]
+        self.cluster.kubectl("apply", "-f", "-", input=helm_chart.to_yaml(objects))
+
+    def delete(self) -> None:
+        objects = (*self.roles, *self.bindings, *self.peerings)
+        cluster_scoped = [d for d in objects if d["kind"].startswith("Cluster")]
+        for doc in cluster_scoped:
+            self.cluster.kubectl("delete", doc["kind"], doc["metadata"]["name"], check=False)
+
+    def token(self) -> str:
+        return self.cluster.kubectl(
+            "create", "token", self.account["metadata"]["name"], "-n", self.namespace,
+            "--duration=1h",
+        ).stdout.strip()  # fmt: skip
+
+
+@contextlib.contextmanager
+def operator_as(
+    release: Release, recorder: api_recorder.ApiRecorder, workdir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The operator with the chart's arguments (own ports), via the proxy, as the chart's SA."""
+    kubeconfig = recorder.kubeconfig(release.token(), workdir / "operator.kubeconfig")
+    health, metrics = devservers.free_port(), devservers.free_port()
+    args = [a for a in release.args if not a.startswith(("--liveness-port", "--metrics-port"))]
+    cmd = [
+        sys.executable, "-m", "pilothouse.operator.cli", *args, *FAST_ARGS,
+        f"--liveness-port={health}", f"--metrics-port={metrics}",
+    ]  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_ID": f"{release.name}-operator-0"}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    log = (workdir / "operator.log").open("ab")
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        log.close()
+
+
+def api_server(cluster: Cluster, workdir: Path) -> tuple[str, Path]:
+    """The API server's URL and CA bundle, from the cluster's kubeconfig."""
+    view = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    entry = view["clusters"][0]["cluster"]
+    ca = workdir / "ca.crt"
+    ca.write_bytes(base64.b64decode(entry["certificate-authority-data"]))
+    return entry["server"], ca
+
+
+def log_tail(workdir: Path) -> str:
+    return "\n".join((workdir / "operator.log").read_text(errors="replace").splitlines()[-40:])
+
+
+def push_backlog(url: str, namespace: str, count: int) -> None:
+    cfg = config.RuntimeConfig(
+        agent=AGENT, namespace=namespace, model=config.ModelConfig(endpoint="http://m/v1", name="m")
+    )
+    client = redis.Redis.from_url(url)
+    try:
+        for i in range(count):
+            client.xadd(queue.stream_key(cfg), {"request": str(i)})
+    finally:
+        client.close()
+
+
+def agent_objects(redis_url: str) -> list[dict[str, Any]]:
+    prompts = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": PROMPTS},
+        "data": {"system": "You answer questions about RBAC."},
+    }
+    policy = h.policy_manifest(POLICY, {"costLimit": {"maxUsdPerHour": 10}})
+    agent = h.small_agent(AGENT, replicas=2, policyRefs=[{"name": POLICY}])
+    agent["spec"]["agent"].pop("systemPrompt")
+    agent["spec"]["agent"]["systemPromptFrom"] = {
+        "configMapKeyRef": {"name": PROMPTS, "key": "system"}
+    }
+    return [h.redis_secret(redis_url), prompts, policy, agent]
+
+
+def run_life_cycle(
+    cluster: Cluster, namespace: str, redis_url: str, check: Callable[[], None]
+) -> None:
+    """Everything the operator does for an agent, step by step; check() between steps."""
+
+    def until(probe: Callable[[], Any], cond: Callable[[Any], bool], what: str) -> None:
+        def probe_checked() -> Any:
+            check()
+            return probe()
+
+        wait_until(probe_checked, cond, what=what, timeout=90)
+
+    h.apply(cluster, namespace, *agent_objects(redis_url))
+    until(lambda: h.get(cluster, "agd", AGENT, namespace) or {}, h.is_ready, "the agent Ready")
+    until(lambda: h.get(cluster, "pdb", AGENT, namespace), bool, "its PodDisruptionBudget")
+    until(
+        lambda: (h.get(cluster, "agp", POLICY, namespace) or {}).get("status", {}),
+        lambda s: AGENT in json.dumps(s),
+        "the policy's status to name the agent",
+    )
+
+    patch = json.dumps({"spec": {"replicas": 1}})
+    cluster.kubectl("patch", "agd", AGENT, "-n", namespace, "--type=merge", "-p", patch)
+    until(lambda: h.get(cluster, "pdb", AGENT, namespace), lambda p: p is None, "the budget pruned")
+
+    push_backlog(redis_url, namespace, 12)  # ceil(12 / 5) = 3 replicas
+    patch = json.dumps({"spec": {"replicas": None, "scaling": SCALING}})
+    cluster.kubectl("patch", "agd", AGENT, "-n", namespace, "--type=merge", "-p", patch)
+    until(
+        lambda: (h.get(cluster, "deployment", AGENT, namespace) or {}).get("spec", {}),
+        lambda s: s.get("replicas") == 3,
+        "the autoscaler to scale the Deployment to 3",
+    )
+
+    cluster.kubectl("delete", "agd", AGENT, "-n", namespace, "--wait=false")
+    until(lambda: h.get(cluster, "agd", AGENT, namespace), lambda a: a is None, "the agent gone")
+    cluster.kubectl("delete", "agp", POLICY, "-n", namespace, "--wait=false")
+    until(lambda: h.get(cluster, "agp", POLICY, namespace), lambda p: p is None, "the policy gone")
+
+
+@pytest.fixture
+def agent_ns(k8s_cluster: Cluster, crds: None) -> Iterator[str]:
+    """A namespace for the agent; emptied at the end even when no operator is left to help."""
+    name = f"e2e-rbac-{uuid.uuid4().hex[:8]}"
+    k8s_cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        for kind in ("agd", "agp"):
+            found = k8s_cluster.kubectl("get", kind, "-n", name, "-o", "name", check=False)
+            for obj in found.stdout.split():
+                k8s_cluster.kubectl(
+                    "patch", obj, "-n", name, "--type=merge",
+                    "-p", '{"metadata":{"finalizers":null}}', check=False,
+                )  # fmt: skip
+        k8s_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.mark.parametrize("scope", ["cluster-standby", "namespaced"])
+def test_operator_uses_exactly_the_granted_rules(
+    k8s_cluster: Cluster,
+    helm: helm_chart.Helm,
+    k8s_namespace: str,
+    agent_ns: str,
+    redis_server: devservers.RedisServer,
+    tmp_path: Path,
+    scope: str,
+) -> None:
+    sets = ["runtime.redis.secretName=agent-redis"]
+    if scope == "namespaced":
+        sets += ["rbac.scope=namespaced", f"watchNamespaces={{{agent_ns}}}"]
+    else:
+        sets += ["operator.standby.enabled=true"]
+    release = Release(k8s_cluster, helm, k8s_namespace, sets)
+    release.apply()
+    server, ca = api_server(k8s_cluster, tmp_path)
+    try:
+        with (
+            api_recorder.ApiRecorder(server, ca) as recorder,
+            operator_as(release, recorder, tmp_path) as proc,
+        ):
+            refused: set[api_recorder.Attributes] = set()
+
+            def check() -> None:
+                if proc.poll() is not None:
+                    raise AssertionError(
+                        f"operator exited {proc.returncode}:\n{log_tail(tmp_path)}"
+                    )
+                refused.update(recorder.attributes(refused=True) - {KOPF_NAMESPACE_SCAN})
+                assert not refused, (
+                    f"refused:\n{api_recorder.describe(refused)}\n{log_tail(tmp_path)}"
+                )
+
+            run_life_cycle(k8s_cluster, agent_ns, redis_server.url, check)
+        allowed = used(recorder.attributes(refused=False))
+        with (tmp_path / "requests.jsonl").open("w") as out:  # for a failure's post-mortem
+            for request in recorder.recorded():
+                out.write(json.dumps(dataclasses.asdict(request)) + "\n")
+    finally:
+        release.delete()
+
+    granted = grants(release.rules())
+    assert allowed - granted == set(), f"used without a grant: {show(allowed - granted)}"
+    assert granted - allowed == set(), f"granted but never used: {show(granted - allowed)}"
+
+
+def _default_rules() -> list[Rule]:
+    """The default ClusterRole's rules, at collection time (they parametrize the test)."""
+    with tempfile.TemporaryDirectory() as home:
+        helm = helm_chart.Helm(helm_chart.helm_binary_path(), Path(home))
+        docs = helm.template("rules", sets=["runtime.redis.secretName=agent-redis"])
+    return list(helm_chart.one(docs, "ClusterRole", "rules-pilothouse-operator")["rules"])
+
+
+def _rule_id(rule: Rule) -> str:
+    return ",".join(f"{g or 'core'}/{r}" for g in rule["apiGroups"] for r in rule["resources"])
+
+
+DEFAULT_RULES = _default_rules()
+
+
+@pytest.mark.parametrize("dropped", DEFAULT_RULES, ids=_rule_id)
+def test_without_any_one_rule_the_operator_is_refused(
+    k8s_cluster: Cluster,
+    helm: helm_chart.Helm,
+    k8s_namespace: str,
+    agent_ns: str,
+    redis_server: devservers.RedisServer,
+    tmp_path: Path,
+    dropped: Rule,
+) -> None:
+    release = Release(k8s_cluster, helm, k8s_namespace, ["runtime.redis.secretName=agent-redis"])
+    release.apply(drop=lambda rule: rule == dropped)
+    server, ca = api_server(k8s_cluster, tmp_path)
+    wanted = {(g, r) for g in dropped["apiGroups"] for r in dropped["resources"]}
+    # Everything at once: a scaled agent of at least two replicas (so a budget), a backlog, a
+    # prompt from a ConfigMap, a policy.
+    push_backlog(redis_server.url, agent_ns, 12)
+    objects = agent_objects(redis_server.url)
+    objects[-1]["spec"].pop("replicas")
+    objects[-1]["spec"]["scaling"] = {**SCALING, "minReplicas": 2}
+    try:
+        with (
+            api_recorder.ApiRecorder(server, ca) as recorder,
+            operator_as(release, recorder, tmp_path) as proc,
+        ):
+            h.apply(k8s_cluster, agent_ns, *objects)
+
+            def refused() -> set[api_recorder.Attributes]:
+                if proc.poll() is not None:
+                    raise AssertionError(
+                        f"operator exited {proc.returncode}:\n{log_tail(tmp_path)}"
+                    )
+                return {
+                    a for a in recorder.attributes(refused=True) if (a.group, a.resource) in wanted
+                }
+
+            found = wait_until(refused, bool, what=f"a refusal on {_rule_id(dropped)}", timeout=60)
+    finally:
+        release.delete()
+
+    assert {a.verb for a in found} <= set(dropped["verbs"])
