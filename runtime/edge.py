@@ -77,6 +77,7 @@ class Edge:
         self.max_body_bytes = max_body_bytes
         self.tokens = token_file
         self._tracer = telemetry.tracer()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,10 +118,15 @@ class Edge:
             span.set_attribute("http.response.status_code", status[0])
             if status[0] >= 500:
                 span.set_status(trace.StatusCode.ERROR)
-        metrics.HTTP_REQUESTS.labels(route=template, method=method, code=str(status[0])).inc()
-        metrics.HTTP_REQUEST_DURATION.labels(route=template, method=method).observe(
-            time.perf_counter() - started
-        )
+        key = (template, method, status[0])
+        children = self._children.get(key)
+        if children is None:  # bounded: route templates x methods x status codes
+            children = self._children[key] = (
+                metrics.HTTP_REQUESTS.labels(route=template, method=method, code=str(status[0])),
+                metrics.HTTP_REQUEST_DURATION.labels(route=template, method=method),
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
     def _reject(
         self, method: str, path: str, headers: dict[bytes, bytes]

@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 
 BACKLOG_INTERVAL_SECONDS: Final = 5.0
 """How often the ``pilothouse_queue_backlog`` gauge is refreshed."""
+REDIS_MAX_CONNECTIONS: Final = 256
+"""Upper bound of one process's Redis connections (``concurrency + 64`` below it)."""
+REDIS_TIMEOUT_SECONDS: Final = 5.0
+"""Socket timeout of Redis calls, and longest wait for a free connection."""
 
 
 class Role(StrEnum):
@@ -212,11 +216,22 @@ class Runtime:
 
 
 def _redis_client(cfg: config.RuntimeConfig, environ: Mapping[str, str]) -> aioredis.Redis:
-    url = cfg.redis.resolve_url(environ)
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30
+    """One client (pool) for the queue, breakers, sessions and budgets of this process.
+
+    A blocking pool: past ``max_connections`` callers wait for a connection (up to the socket
+    timeout) instead of failing, so a burst of concurrent requests queues in the process
+    rather than turning into errors; Redis is single-threaded, more connections would not
+    make it faster.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        cfg.redis.resolve_url(environ),
+        max_connections=min(REDIS_MAX_CONNECTIONS, cfg.workers.concurrency + 64),
+        timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
     )
-    return client
+    return aioredis.Redis(connection_pool=pool)
 
 
 async def build_runtime(

@@ -161,6 +161,8 @@ class WorkerPool:
         self._stopping = False
         self._agent = cfg.agent
         self._inflight = metrics.INFLIGHT.labels(agent=cfg.agent)
+        self._duration = metrics.REQUEST_DURATION.labels(agent=cfg.agent)
+        self._queue_wait = metrics.QUEUE_WAIT.labels(agent=cfg.agent)
         self._tracer = telemetry.tracer()
 
     # ------------------------------------------------------------------------- lifecycle
@@ -336,8 +338,7 @@ class WorkerPool:
                 attributes=attributes,
             ) as span:
                 if d.deliveries == 1 and env.accepted_at > 0:
-                    wait = max(0.0, started - env.accepted_at)
-                    metrics.QUEUE_WAIT.labels(agent=self._agent).observe(wait)
+                    self._queue_wait.observe(max(0.0, started - env.accepted_at))
                 try:
                     processed = await self._run_with_deadline(request)
                     await self._sink.submit_result(request, processed.result, processed.decisions)
@@ -362,8 +363,7 @@ class WorkerPool:
                 status = result.status.value
                 metrics.REQUESTS.labels(agent=self._agent, status=status).inc()
                 if env.accepted_at > 0:
-                    duration = max(0.0, time.time() - env.accepted_at)
-                    metrics.REQUEST_DURATION.labels(agent=self._agent).observe(duration)
+                    self._duration.observe(max(0.0, time.time() - env.accepted_at))
                 log.info(
                     "request answered",
                     extra={"status": status, "latency_ms": round(result.latency_ms, 2)},
