@@ -9,10 +9,14 @@ by running the operator under them (test_chart_rbac_is_least_privilege.py).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import helm_chart
 import pytest
+import yaml
+
+from pilothouse.operator import cli
 
 NS = "pilothouse-system"
 OPERATOR = "pilothouse-operator"
@@ -155,3 +159,32 @@ def test_runtime_defaults_reach_the_operator_as_flags(helm: helm_chart.Helm) -> 
     assert "redis" in joined
     assert "pg" in joined
     assert "uri" in joined
+
+
+@pytest.mark.parametrize(
+    "values_file", [None, *helm_chart.CI_VALUES], ids=lambda p: p.name if p else "defaults"
+)
+def test_operator_accepts_the_rendered_arguments(
+    helm: helm_chart.Helm, values_file: Path | None
+) -> None:
+    docs = helm.template(namespace=NS, values=[values_file] if values_file else [])
+    container = helm_chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    values = yaml.safe_load(values_file.read_text()) if values_file else {}
+
+    parsed = cli.build_parser().parse_args(container["args"])
+    operator_settings = cli.settings_from_args(parsed)
+
+    assert operator_settings.namespaces == tuple(values.get("watchNamespaces", ()))
+    standby = values.get("operator", {}).get("standby", {}).get("enabled", False)
+    assert operator_settings.peering == ("pilothouse" if standby else None)
+    runtime = values.get("runtime", {})
+    redis = operator_settings.runtime.redis_secret
+    assert (redis.name if redis else None) == runtime.get("redis", {}).get("secretName")
+    postgres = operator_settings.runtime.postgres_secret
+    if postgres is not None:
+        assert postgres.key == runtime["postgres"].get("secretKey", "dsn")
+    assert operator_settings.runtime.otlp_endpoint == runtime.get("otlpEndpoint")
+    assert operator_settings.runtime.image == container["image"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports[container["livenessProbe"]["httpGet"]["port"]] == operator_settings.liveness_port
+    assert ports["metrics"] == operator_settings.metrics_port

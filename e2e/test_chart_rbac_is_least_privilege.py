@@ -15,14 +15,9 @@ the chart grants. And each rule is needed: without it, the API server refuses th
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import api_recorder
+import chart_operator
 import helm_chart
 import operator_harness as h
 import pytest
@@ -51,7 +47,6 @@ SCALING = {
 # What Kopf does in namespaced mode without the right to list namespaces: it falls back to
 # the exact names it was given (logged once). The chart grants nothing cluster-wide for it.
 KOPF_NAMESPACE_SCAN = api_recorder.Attributes("", "namespaces", "list")
-FAST_ARGS = ("--autoscale-interval=1", "--watch-server-timeout=60", "--watch-client-timeout=70")
 
 Rule = dict[str, Any]
 Grant = tuple[str, str, str]  # group, resource, verb
@@ -134,54 +129,20 @@ class Release:
             self.cluster.kubectl("delete", doc["kind"], doc["metadata"]["name"], check=False)
 
     def token(self) -> str:
-        return self.cluster.kubectl(
-            "create", "token", self.account["metadata"]["name"], "-n", self.namespace,
-            "--duration=1h",
-        ).stdout.strip()  # fmt: skip
+        return chart_operator.service_account_token(
+            self.cluster, self.namespace, self.account["metadata"]["name"]
+        )
 
-
-@contextlib.contextmanager
-def operator_as(
-    release: Release, recorder: api_recorder.ApiRecorder, workdir: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """The operator with the chart's arguments (own ports), via the proxy, as the chart's SA."""
-    kubeconfig = recorder.kubeconfig(release.token(), workdir / "operator.kubeconfig")
-    health, metrics = devservers.free_port(), devservers.free_port()
-    args = [a for a in release.args if not a.startswith(("--liveness-port", "--metrics-port"))]
-    cmd = [
-        sys.executable, "-m", "pilothouse.operator.cli", *args, *FAST_ARGS,
-        f"--liveness-port={health}", f"--metrics-port={metrics}",
-    ]  # fmt: skip
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_ID": f"{release.name}-operator-0"}
-    env.pop("KUBERNETES_SERVICE_HOST", None)
-    log = (workdir / "operator.log").open("ab")
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log.close()
-
-
-def api_server(cluster: Cluster, workdir: Path) -> tuple[str, Path]:
-    """The API server's URL and CA bundle, from the cluster's kubeconfig."""
-    view = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
-    entry = view["clusters"][0]["cluster"]
-    ca = workdir / "ca.crt"
-    ca.write_bytes(base64.b64decode(entry["certificate-authority-data"]))
-    return entry["server"], ca
-
-
-def log_tail(workdir: Path) -> str:
-    return "\n".join((workdir / "operator.log").read_text(errors="replace").splitlines()[-40:])
+    @contextlib.contextmanager
+    def operator(
+        self, recorder: api_recorder.ApiRecorder, workdir: Path
+    ) -> Iterator[chart_operator.OperatorProcess]:
+        """The operator as this release's pod would run it, through the recording proxy."""
+        kubeconfig = recorder.kubeconfig(self.token(), workdir / "operator.kubeconfig")
+        with chart_operator.running(
+            self.args, kubeconfig, workdir, pod_id=f"{self.name}-operator-0"
+        ) as operator:
+            yield operator
 
 
 def push_backlog(url: str, namespace: str, count: int) -> None:
@@ -287,22 +248,19 @@ def test_operator_uses_exactly_the_granted_rules(
         sets += ["operator.standby.enabled=true"]
     release = Release(k8s_cluster, helm, k8s_namespace, sets)
     release.apply()
-    server, ca = api_server(k8s_cluster, tmp_path)
+    server, ca = chart_operator.api_server(k8s_cluster, tmp_path)
     try:
         with (
             api_recorder.ApiRecorder(server, ca) as recorder,
-            operator_as(release, recorder, tmp_path) as proc,
+            release.operator(recorder, tmp_path) as operator,
         ):
             refused: set[api_recorder.Attributes] = set()
 
             def check() -> None:
-                if proc.poll() is not None:
-                    raise AssertionError(
-                        f"operator exited {proc.returncode}:\n{log_tail(tmp_path)}"
-                    )
+                operator.check_alive()
                 refused.update(recorder.attributes(refused=True) - {KOPF_NAMESPACE_SCAN})
                 assert not refused, (
-                    f"refused:\n{api_recorder.describe(refused)}\n{log_tail(tmp_path)}"
+                    f"refused:\n{api_recorder.describe(refused)}\n{operator.log_tail()}"
                 )
 
             run_life_cycle(k8s_cluster, agent_ns, redis_server.url, check)
@@ -345,7 +303,7 @@ def test_without_any_one_rule_the_operator_is_refused(
 ) -> None:
     release = Release(k8s_cluster, helm, k8s_namespace, ["runtime.redis.secretName=agent-redis"])
     release.apply(drop=lambda rule: rule == dropped)
-    server, ca = api_server(k8s_cluster, tmp_path)
+    server, ca = chart_operator.api_server(k8s_cluster, tmp_path)
     wanted = {(g, r) for g in dropped["apiGroups"] for r in dropped["resources"]}
     # Everything at once: a scaled agent of at least two replicas (so a budget), a backlog, a
     # prompt from a ConfigMap, a policy.
@@ -356,15 +314,12 @@ def test_without_any_one_rule_the_operator_is_refused(
     try:
         with (
             api_recorder.ApiRecorder(server, ca) as recorder,
-            operator_as(release, recorder, tmp_path) as proc,
+            release.operator(recorder, tmp_path) as operator,
         ):
             h.apply(k8s_cluster, agent_ns, *objects)
 
             def refused() -> set[api_recorder.Attributes]:
-                if proc.poll() is not None:
-                    raise AssertionError(
-                        f"operator exited {proc.returncode}:\n{log_tail(tmp_path)}"
-                    )
+                operator.check_alive()
                 return {
                     a for a in recorder.attributes(refused=True) if (a.group, a.resource) in wanted
                 }
