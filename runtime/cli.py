@@ -3,6 +3,10 @@
 Each subcommand lives in its own module exposing ``configure_parser(parser)`` and
 ``run(args) -> int``; this module only lists them and imports the chosen one lazily, so
 ``pilothouse --help`` stays fast and one command's dependencies never slow another.
+
+Exit status: what the command returns; 2 with a one-line message for a usage error (a bad
+option, config or dataset), 1 with a one-line message for any other failure Pilothouse raises
+(e.g. the audit database cannot be reached), never a traceback for either.
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.UsageError as e:
         print(f"pilothouse {args.command}: {e}", file=sys.stderr)
         return 2
+    except errors.PilothouseError as e:  # e.g. PostgreSQL unreachable: a message, no traceback
+        print(f"pilothouse {args.command}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

@@ -22,7 +22,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     ls = sub.add_parser("list", help="list escalations, newest first")
     ls.add_argument("--agent", help="one agent only")
     ls.add_argument("--status", choices=escalations.STATUSES, help="one status only")
-    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--limit", type=commands.positive_int, default=100, help="most shown")
     ls.add_argument("--json", action="store_true", help="print JSON")
     commands.add_connection_arguments(ls)
     for name, verb in (("approve", "approve"), ("deny", "deny")):

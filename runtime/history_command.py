@@ -23,7 +23,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", help="show an agent's decisions instead (with --since)")
     parser.add_argument("--since", default="1h", help="start: ISO time or 15m, 2h, 7d (default 1h)")
     parser.add_argument("--until", help="end (exclusive): ISO time or a duration ago")
-    parser.add_argument("--limit", type=int, default=1000, help="most records shown (--agent)")
+    parser.add_argument(
+        "--limit", type=commands.positive_int, default=1000, help="most records shown (--agent)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON records")
     commands.add_connection_arguments(parser)
 

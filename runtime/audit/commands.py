@@ -15,13 +15,24 @@ from datetime import UTC, datetime, timedelta
 from pilothouse.runtime import config, errors
 from pilothouse.runtime.audit import store
 
-__all__ = ["add_connection_arguments", "open_store", "parse_time"]
+__all__ = ["add_connection_arguments", "open_store", "parse_time", "positive_int"]
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dsn", help="PostgreSQL DSN (default: $PILOTHOUSE_POSTGRES_DSN)")
     parser.add_argument("--config", help="runtime config file to take the DSN from")
     parser.add_argument("--schema", default=store.DEFAULT_SCHEMA, help="schema of the audit tables")
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1 (``--limit``)."""
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from e
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _dsn(args: argparse.Namespace) -> str:

@@ -1,5 +1,7 @@
 """``pilothouse history`` (the real command, as a subprocess) prints a request's steps as a
-table or JSON, lists an agent's decisions in a time range, and says so when there are none."""
+table or JSON, lists an agent's decisions in a time range, and says so when there are none.
+The audit commands answer a database they cannot reach, or a bad ``--limit``, with one line
+naming the problem, never a traceback."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from audit_support import decisions, open_store, start_writer
+
+from pilothouse.runtime import cli, devservers
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +89,27 @@ async def test_history_by_request_and_by_agent(
     both = await asyncio.to_thread(_history, postgres_dsn, unique_name, "req-a", "--agent", "x")
     assert both.returncode == 2
     assert "not both" in both.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["history", "req-a"], ["escalations", "list"], ["audit", "verify"]]
+)
+def test_an_unreachable_database_is_one_line_not_a_traceback(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn = f"postgresql://pilothouse@127.0.0.1:{devservers.free_port()}/nowhere"
+    code = cli.main([*command, "--dsn", dsn])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"pilothouse {command[0]}: PostgreSQL unavailable: ")
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("command", [["history", "--agent", "support"], ["escalations", "list"]])
+def test_the_limit_must_be_a_positive_number(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*command, "--limit", "0", "--dsn", "postgresql://unused/db"])
+    assert exited.value.code == 2
+    assert "--limit: must be at least 1, not 0" in capsys.readouterr().err
