@@ -238,8 +238,8 @@ def request_row(
         status=str(result.status),
         input=_text(request.input, scrub) if settings.log_inputs else None,
         answer=_text(result.answer, scrub) if settings.log_outputs else None,
-        user_id=_text(request.user, _identity),
-        tenant=_text(request.tenant, _identity),
+        user_id=_text(request.user, scrub),
+        tenant=_text(request.tenant, scrub),
         session_id=request.session_id,
         refused=result.refused,
         refusal_reason=_text(result.refusal_reason, scrub),
@@ -252,7 +252,7 @@ def request_row(
         cost_usd=float(result.cost_usd),
         latency_ms=float(result.latency_ms),
         escalation_id=result.escalation_id,
-        metadata=_clean(dict(request.metadata), _identity),
+        metadata=_clean(dict(request.metadata), scrub),
         finished_at=_utc(finished_at),
     )
 

@@ -33,6 +33,36 @@ def test_redaction_reaches_inputs_params_and_results() -> None:
     assert row.result == {"echo": "card [REDACTED_CARD]"}
 
 
+def test_redaction_reaches_the_request_summary_as_it_does_the_decisions() -> None:
+    request = requests.AgentRequest(
+        input="I am bob@example.com",
+        user="bob@example.com",
+        tenant="acme",
+        metadata={"callback": "+1 415-555-2671", "channel": "web"},
+    )
+    result = requests.AgentResult(
+        request_id=request.request_id, agent_id="a", status="completed", answer="Hi bob@example.com"
+    )
+    summary = rows.request_row(request, result, rows.AuditSettings(redact_pii=True), NOW)
+    assert summary.input == "I am [REDACTED_EMAIL]"
+    assert summary.answer == "Hi [REDACTED_EMAIL]"
+    assert summary.user_id == "[REDACTED_EMAIL]"
+    assert summary.tenant == "acme"
+    assert summary.metadata == {"callback": "[REDACTED_PHONE]", "channel": "web"}
+    # The decision records of the same request carry the same fields, redacted alike.
+    params = {"user": request.user, "tenant": request.tenant, "metadata": dict(request.metadata)}
+    decision = rows.decision_row(
+        _decision(action="request", action_params=params), rows.AuditSettings(redact_pii=True)
+    )
+    assert decision.action_params == {
+        "user": summary.user_id,
+        "tenant": summary.tenant,
+        "metadata": summary.metadata,
+    }
+    kept = rows.request_row(request, result, rows.AuditSettings(redact_pii=False), NOW)
+    assert (kept.user_id, kept.metadata) == (request.user, dict(request.metadata))
+
+
 def test_without_redaction_the_text_is_kept() -> None:
     row = rows.decision_row(_decision(), rows.AuditSettings(redact_pii=False))
     assert row.input == "mail me at bob@example.com"
