@@ -42,12 +42,14 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from pilothouse.runtime import devservers, testing
+from pilothouse.runtime import devservers, serving, testing
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 RESULTS = Path(__file__).parent / "results"
 BODY = json.dumps({"input": "What is 2+2?"}).encode()
 PATH = "/agent/process"
+DEMO_CONCURRENCY = 512
+"""Sizes the demo's connection pools like the runtime's ``workers.concurrency`` below."""
 
 
 # ----------------------------------------------------------------------------- demo agent
@@ -62,14 +64,14 @@ class Ask(BaseModel):
 def serve_demo(port: int, llm_url: str) -> None:
     """The demo agent: one endpoint, one LLM call, nothing else (run in its own process)."""
     app = FastAPI()
-    client = httpx.AsyncClient(
-        base_url=llm_url, timeout=30, limits=httpx.Limits(max_connections=None)
-    )
+    # The same connection pools as the runtime's agent: the comparison is about the pillars.
+    client = serving.pooled_http_client(DEMO_CONCURRENCY)
 
     @app.post(PATH)
     async def process(ask: Ask) -> dict[str, str]:
         r = await client.post(
-            "/chat/completions",
+            f"{llm_url}/chat/completions",
+            timeout=30,
             json={"model": "mock", "messages": [{"role": "user", "content": ask.input}]},
         )
         return {"answer": r.json()["choices"][0]["message"]["content"]}
@@ -178,7 +180,7 @@ def runtime_config(llm_url: str) -> dict[str, Any]:
             "name": "mock",
             "pricing": {"inputPerMillionTokens": 0.15, "outputPerMillionTokens": 0.6},
         },
-        "workers": {"concurrency": 512, "queueMaxLength": 100_000},
+        "workers": {"concurrency": DEMO_CONCURRENCY, "queueMaxLength": 100_000},
         "policies": [
             {
                 "name": "guard",

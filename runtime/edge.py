@@ -76,7 +76,6 @@ class Edge:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.tokens = token_file
-        self._tracer = telemetry.tracer()
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,11 +98,11 @@ class Edge:
                 status[0] = message["status"]
             await send(message)
 
-        with self._tracer.start_as_current_span(
+        with telemetry.span(
             method,
-            context=telemetry.extract(carrier) if carrier else None,
+            carrier=carrier,
             kind=trace.SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": path},
+            attributes=lambda: {"http.request.method": method, "url.path": path},
         ) as span:
             rejected = self._reject(method, path, headers)
             if rejected is not None:
@@ -113,11 +112,12 @@ class Edge:
                 await self.app(scope, self._bounded(receive), send_and_note)
             route = scope.get("route")
             template = getattr(route, "path", None) or OTHER_ROUTE
-            span.update_name(f"{method} {template}")
-            span.set_attribute("http.route", template)
-            span.set_attribute("http.response.status_code", status[0])
-            if status[0] >= 500:
-                span.set_status(trace.StatusCode.ERROR)
+            if span.is_recording():
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.route", template)
+                span.set_attribute("http.response.status_code", status[0])
+                if status[0] >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
         key = (template, method, status[0])
         children = self._children.get(key)
         if children is None:  # bounded: route templates x methods x status codes

@@ -28,6 +28,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
+import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
@@ -52,7 +53,14 @@ from pilothouse.runtime import (
 from pilothouse.runtime.audit import history, retention, rows, store, writers
 from pilothouse.runtime.policies import engine
 
-__all__ = ["BACKLOG_INTERVAL_SECONDS", "Role", "Runtime", "build_runtime", "instance_name"]
+__all__ = [
+    "BACKLOG_INTERVAL_SECONDS",
+    "Role",
+    "Runtime",
+    "build_runtime",
+    "instance_name",
+    "pooled_http_client",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,10 @@ BACKLOG_INTERVAL_SECONDS: Final = 5.0
 REDIS_MAX_CONNECTIONS: Final = 256
 """Upper bound of one process's Redis connections (``concurrency + 64`` below it)."""
 REDIS_TIMEOUT_SECONDS: Final = 5.0
+HTTP_POOL_SHARDS: Final = 8
+"""Most connection pools the agent's HTTP calls are spread over."""
+HTTP_CALLS_PER_SHARD: Final = 16
+"""Concurrent calls per pool below which more pools do not pay."""
 """Socket timeout of Redis calls, and longest wait for a free connection."""
 
 
@@ -136,6 +148,7 @@ class Runtime:
     waiter: queue.ResultWaiter | None = None
     pool: workers.WorkerPool | None = None
     agent: agent_loop.Agent | None = None
+    http_client: httpx.AsyncClient | None = None
     audit_store: store.AuditStore | None = None
     writer: writers.AuditWriter | None = None
     settler: desk.Settler | None = None
@@ -205,6 +218,8 @@ class Runtime:
             await self.waiter.stop()
         if self.agent is not None:
             await self.agent.aclose()
+        if self.http_client is not None:
+            await self.http_client.aclose()
         if self.writer is not None and "writer" in self._started:
             await self.writer.close()
         if self.audit_store is not None:
@@ -232,6 +247,36 @@ def _redis_client(cfg: config.RuntimeConfig, environ: Mapping[str, str]) -> aior
         health_check_interval=30,
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+class _ShardedTransport(httpx.AsyncBaseTransport):
+    """Spreads requests over several connection pools, round robin.
+
+    httpcore's pool does work proportional to its connections and waiting requests on every
+    request and response, so one pool with hundreds of calls in flight costs more CPU per
+    call than several small ones (measured: bench/bench_serving.py)."""
+
+    def __init__(self, shards: int, keepalive_per_shard: int) -> None:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=keepalive_per_shard)
+        self._shards = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
+        self._next = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._next = (self._next + 1) % len(self._shards)
+        return await self._shards[self._next].handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            await shard.aclose()
+
+
+def pooled_http_client(concurrency: int) -> httpx.AsyncClient:
+    """The connection pools of the agent's LLM and tool calls, sized to the worker pool: each
+    worker makes one call at a time, so as many kept-alive connections as workers means no
+    connection is opened per request under load (timeouts are set per call)."""
+    shards = max(1, min(HTTP_POOL_SHARDS, concurrency // HTTP_CALLS_PER_SHARD))
+    keepalive = -(-concurrency // shards)
+    return httpx.AsyncClient(transport=_ShardedTransport(shards, keepalive))
 
 
 async def build_runtime(
@@ -271,12 +316,15 @@ async def build_runtime(
     health.add_check("redis", redis_check)
     runtime_desk = desk.Desk(service, work_queue, sink, agent=cfg.agent) if service else None
 
-    waiter = pool = agent = settler = housekeeper = None
+    waiter = pool = agent = settler = housekeeper = http_client = None
     if role.serves_api:
         waiter = queue.ResultWaiter(redis, cfg, instance=instance)
     if role.runs_workers:
         policy_engine = engine.PolicyEngine(cfg, redis)
-        agent = agent_loop.build_agent(cfg, redis=redis, policy_hook=policy_engine)
+        http_client = pooled_http_client(cfg.workers.concurrency)
+        agent = agent_loop.build_agent(
+            cfg, redis=redis, policy_hook=policy_engine, http_client=http_client
+        )
         pool = workers.WorkerPool(
             work_queue, _AgentProcessor(agent, policy_engine, service), sink, cfg
         )
@@ -320,6 +368,7 @@ async def build_runtime(
         waiter=waiter,
         pool=pool,
         agent=agent,
+        http_client=http_client,
         audit_store=audit_store,
         writer=writer,
         settler=settler,

@@ -18,13 +18,15 @@ attributes, ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER=none``) apply as usual
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import logging
 import os
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
@@ -52,7 +54,9 @@ __all__ = [
     "inject",
     "install_span_exporter",
     "plan_tracing",
+    "recording",
     "scrub",
+    "span",
     "trace_id",
     "tracer",
 ]
@@ -221,6 +225,45 @@ def install_span_exporter(exporter: SpanExporter) -> TracerProvider:
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider
+
+
+def recording() -> bool:
+    """Whether this process records spans (an SDK tracer provider is installed)."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
+@contextlib.contextmanager
+def _continue(carrier: Mapping[str, str]) -> Iterator[trace.Span]:
+    token = otel_context.attach(extract(carrier))
+    try:
+        yield trace.INVALID_SPAN
+    finally:
+        otel_context.detach(token)
+
+
+def span(
+    name: str,
+    *,
+    carrier: Mapping[str, str] | None = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    attributes: Callable[[], Mapping[str, Any]] | None = None,
+) -> AbstractContextManager[trace.Span]:
+    """A span continuing the trace in ``carrier`` (W3C headers), made current.
+
+    Without a recording provider no span is made at all (the hot path of a runtime without
+    an exporter); the caller's trace context is still made current, so it travels on through
+    the queue to a process that records. ``attributes`` is only called when recording.
+    """
+    if recording():
+        return tracer().start_as_current_span(
+            name,
+            context=extract(carrier) if carrier else None,
+            kind=kind,
+            attributes=attributes() if attributes is not None else None,
+        )
+    if carrier:
+        return _continue(carrier)
+    return contextlib.nullcontext(trace.INVALID_SPAN)
 
 
 def tracer() -> trace.Tracer:

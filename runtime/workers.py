@@ -163,7 +163,6 @@ class WorkerPool:
         self._inflight = metrics.INFLIGHT.labels(agent=cfg.agent)
         self._duration = metrics.REQUEST_DURATION.labels(agent=cfg.agent)
         self._queue_wait = metrics.QUEUE_WAIT.labels(agent=cfg.agent)
-        self._tracer = telemetry.tracer()
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -316,24 +315,26 @@ class WorkerPool:
         request = env.request
         token = telemetry.REQUEST_ID.set(request.request_id)
         carrier = {"traceparent": env.traceparent or "", "tracestate": env.tracestate or ""}
-        parent = telemetry.extract({k: v for k, v in carrier.items() if v})
         started = time.time()
-        attributes: dict[str, str | int] = {
-            "messaging.system": "redis",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": self._queue.stream,
-            "messaging.message.id": d.entry_id,
-            "messaging.consumer.group.name": queue.GROUP,
-            "gen_ai.operation.name": "invoke_agent",
-            "gen_ai.agent.name": self._agent,
-            "pilothouse.request_id": request.request_id,
-            "pilothouse.agent": self._agent,
-            "pilothouse.deliveries": d.deliveries,
-        }
+
+        def attributes() -> dict[str, str | int]:
+            return {
+                "messaging.system": "redis",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self._queue.stream,
+                "messaging.message.id": d.entry_id,
+                "messaging.consumer.group.name": queue.GROUP,
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": self._agent,
+                "pilothouse.request_id": request.request_id,
+                "pilothouse.agent": self._agent,
+                "pilothouse.deliveries": d.deliveries,
+            }
+
         try:
-            with self._tracer.start_as_current_span(
+            with telemetry.span(
                 f"process {self._agent}",
-                context=parent,
+                carrier={k: v for k, v in carrier.items() if v},
                 kind=trace.SpanKind.CONSUMER,
                 attributes=attributes,
             ) as span:
