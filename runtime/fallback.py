@@ -11,7 +11,9 @@ When no model answers, :class:`Rules` gives the rule-based answer: the first
 ``fallback.rules`` entry whose pattern is found (case-insensitively) in the user's input, else
 ``fallback.response``. Errors that count against a breaker: transient ones (timeouts,
 connection errors, 429, 5xx) and malformed responses; any other 4xx proves the endpoint is up
-and counts as a success. Called by :mod:`pilothouse.runtime.agent`.
+and counts as a success. A call that never went out (the deadline passed while the breaker was
+asked) counts as neither: a half-open breaker stays half-open. Called by
+:mod:`pilothouse.runtime.agent`.
 """
 
 from __future__ import annotations
@@ -191,9 +193,10 @@ class ModelChain:
         except errors.LLMError as e:
             record.latency_s = self._clock.monotonic() - started
             record.error = e
-            await self.breakers.record(
-                model.key, success=not _counts_as_failure(e), probe=permit.probe
-            )
+            if not isinstance(e, errors.DeadlineExceeded):  # no call went out: nothing learnt
+                await self.breakers.record(
+                    model.key, success=not _counts_as_failure(e), probe=permit.probe
+                )
             raise
         record.latency_s = self._clock.monotonic() - started
         record.completion = completion
