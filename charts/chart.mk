@@ -7,8 +7,9 @@ IMAGE              ?= pilothouse:$(VERSION)
 BASE_IMAGE         ?= python:3.11-slim
 LOCAL_BASE_IMAGE   ?= pilothouse-base:bookworm-py311
 DOCKER             ?= docker
-# Host networking: works with or without a bridge network (docker/dockerd.sh starts none).
-DOCKER_BUILD_FLAGS ?= --network host
+# Host networking: works with or without a bridge network (docker/dockerd.sh starts none);
+# --force-rm: a failed step leaves no stopped container behind.
+DOCKER_BUILD_FLAGS ?= --network host --force-rm
 CHART_DIR          := charts/pilothouse
 HELM               ?= $(firstword $(wildcard .cache/k8s/*/bin/helm) helm)
 
