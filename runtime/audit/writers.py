@@ -11,7 +11,9 @@ previous write finished, so under load each caller waits about one batch write a
 carries every caller that arrived meanwhile. A batch that has not committed within
 ``flushIntervalSeconds`` is abandoned to the spool (its callers are released; the spool replay
 drops whatever did commit). Beyond ``maxBufferedRecords`` buffered records, new submissions go
-straight to the spool: memory stays bounded and nothing accepted is lost.
+straight to the spool: memory stays bounded and nothing accepted is lost. A spool operation
+runs to its end before the spool is let go, even when its caller is cancelled meanwhile, and a
+spool that cannot be written fails the submissions waiting on it (never leaves them waiting).
 
 When PostgreSQL is unreachable the writer switches to the spool; a replay task retries with
 exponential backoff, replays the spool (``(request_id, step)`` uniqueness makes that
@@ -28,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pilothouse.runtime import config, errors, metrics, records, requests
 from pilothouse.runtime.audit import rows, spool, store
@@ -41,6 +43,27 @@ DEFAULT_BACKOFF: Final = (0.25, 15.0)
 """Replay retry backoff: first delay and cap, in seconds (doubling in between)."""
 _DECISION: Final = "d"
 _REQUEST: Final = "r"
+
+T = TypeVar("T")
+
+
+async def _to_completion(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` in a thread, awaited to the end even when the caller is cancelled
+    meanwhile (the cancellation is raised afterwards): a spool file operation is never left
+    running in its thread after the caller let go of the spool lock."""
+    work = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            if work.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 @dataclass(slots=True)
@@ -227,17 +250,23 @@ class AuditWriter:
         )
         try:
             async with self._spool_lock:
-                await asyncio.to_thread(self._spool.append, lines)
-        except OSError as e:
+                await _to_completion(self._spool.append, lines)
+        except asyncio.CancelledError:
+            self._spooled(batch, len(lines))  # cancelled after the append: they are on disk
+            raise
+        except Exception as e:  # the flusher must outlive it, and callers must hear of it
             failure = errors.DependencyUnavailable(
                 f"audit: PostgreSQL is unreachable and the spool cannot be written: {e}"
             )
-            log.error("%s", failure)
+            log.error("%s", failure, exc_info=not isinstance(e, OSError))
             for s in batch:
                 if not s.done.done():
                     s.done.set_exception(failure)
             return
-        metrics.AUDIT_RECORDS.labels(outcome="spooled").inc(len(lines))
+        self._spooled(batch, len(lines))
+
+    def _spooled(self, batch: list[_Submission], count: int) -> None:
+        metrics.AUDIT_RECORDS.labels(outcome="spooled").inc(count)
         metrics.AUDIT_SPOOLED.set(self._spool.pending)
         self._replay_wanted.set()
         for s in batch:
@@ -268,7 +297,7 @@ class AuditWriter:
                     self._replay_wanted.clear()
                     metrics.AUDIT_SPOOLED.set(self._spool.pending)
                     return
-                await asyncio.to_thread(self._spool.rotate)
+                await _to_completion(self._spool.rotate)
                 segments = self._spool.segments()
             for path in segments:
                 await self._replay_segment(path)
@@ -286,7 +315,7 @@ class AuditWriter:
             )
             metrics.AUDIT_RECORDS.labels(outcome="rejected").inc(len(rejected))
         async with self._spool_lock:
-            await asyncio.to_thread(self._spool.remove, path, count)
+            await _to_completion(self._spool.remove, path, count)
         metrics.AUDIT_SPOOLED.set(self._spool.pending)
         log.info("audit: replayed %d spooled record(s) from %s", count, path.name)
 

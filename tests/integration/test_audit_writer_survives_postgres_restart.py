@@ -13,7 +13,7 @@ import pytest
 from audit_support import decisions, eventually, open_store, start_writer
 
 from pilothouse.runtime import devservers, metrics
-from pilothouse.runtime.audit import rows, spool, verification, writers
+from pilothouse.runtime.audit import rows, spool, store, verification, writers
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +73,38 @@ async def test_no_record_lost_or_duplicated_across_a_postgres_restart(
     finally:
         await s.close()
     assert [(r.verified, r.problem) for r in reports] == [(REQUESTS * STEPS, None)]
+
+
+async def test_a_submit_cancelled_while_spooling_ends_only_once_its_records_are_on_disk(
+    unique_name: str, tmp_path: Path
+) -> None:
+    # PostgreSQL is unreachable and the buffer holds one record: submissions spool directly.
+    dsn = f"postgresql://pilothouse@127.0.0.1:{devservers.free_port()}/nowhere"
+    s = await store.AuditStore(dsn, schema_name=unique_name, connect_timeout=1.0).open()
+    w = await start_writer(s, tmp_path, maxBufferedRecords=1)
+    batch = decisions(unique_name, "cancelled", 5_000)
+    current = tmp_path / spool.CURRENT
+    try:
+        submitting = asyncio.create_task(w.submit(batch))
+        deadline = asyncio.get_running_loop().time() + 20
+        while not current.exists():  # the spool thread has started writing
+            assert asyncio.get_running_loop().time() < deadline, "nothing was spooled"
+            await asyncio.sleep(0.001)
+        submitting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await submitting
+        # The caller was let go only after the append (and its fsync) finished.
+        assert w.spooled == len(batch)
+    finally:
+        await w.close()
+        await s.close()
+    lines = spool.Spool(tmp_path)
+    lines.open()
+    try:
+        stored = [x for path in lines.segments() for chunk in lines.read(path, 1000) for x in chunk]
+    finally:
+        lines.close()
+    assert sorted(x["step"] for x in stored) == list(range(len(batch)))
 
 
 async def _drained(w: writers.AuditWriter) -> bool:
