@@ -17,6 +17,7 @@ failure (connection refused, HTTP 5xx, a body that is not a result) raises
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -120,11 +121,17 @@ class InProcessTarget:
         self._environ = environ
         self._redis: Any = None
         self._agent: Any = None
+        self._starting = asyncio.Lock()
 
     async def start(self) -> InProcessTarget:
-        """Connect to Redis and build the agent; raise DependencyUnavailable without Redis."""
-        if self._agent is not None:
-            return self
+        """Connect to Redis and build the agent, once (concurrent first sends wait for the one
+        build); raise DependencyUnavailable without Redis."""
+        async with self._starting:
+            if self._agent is None:
+                await self._build()
+        return self
+
+    async def _build(self) -> None:
         import redis.asyncio as aioredis
         import redis.exceptions
 
@@ -144,7 +151,6 @@ class InProcessTarget:
         self._agent = agent.build_agent(
             self.config, redis=client, policy_hook=engine.PolicyEngine(self.config, client)
         )
-        return self
 
     async def send(self, request: requests.AgentRequest) -> requests.AgentResult:
         if self._agent is None:

@@ -1,11 +1,14 @@
 """The in-process target builds the real agent (LLM client, tools over HTTP, sessions and
-policies in Redis) from a runtime config, and the shipped dataset scores on it as it should."""
+policies in Redis) from a runtime config, once even when the first messages arrive together,
+and the shipped dataset scores on it as it should."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from pilothouse.runtime import errors, requests
 from pilothouse.runtime.evaluation import datasets, results, runner, targets
@@ -83,3 +86,32 @@ async def test_the_in_process_agent_keeps_a_conversation_in_its_session(
         assert [a.params for a in result.actions] == [{"order_id": "777"}]
     finally:
         await target.aclose()
+
+
+async def test_a_run_on_a_target_nobody_started_builds_one_agent_and_leaves_no_connection(
+    support_config: Path, redis_url: str, tmp_path: Path
+) -> None:
+    examples = [
+        {"id": f"add-{n}", "input": f"What is {n}+{n}?", "expect": {"contains": str(2 * n)}}
+        for n in range(1, 5)
+    ]
+    dataset = tmp_path / "adds.jsonl"
+    dataset.write_text("".join(json.dumps(e) + "\n" for e in examples))
+    probe = aioredis.Redis.from_url(redis_url)
+
+    async def connections() -> int:
+        return int((await probe.info("clients"))["connected_clients"])
+
+    try:
+        before = await connections()
+        target = targets.InProcessTarget(
+            support_config, environ={"PILOTHOUSE_REDIS_URL": redis_url}
+        )
+        try:  # the four examples' first messages all find the target not started
+            report = await runner.run(datasets.load_dataset(dataset), target, concurrency=4)
+        finally:
+            await target.aclose()
+        assert report.score == 1.0, report.explain()
+        assert await connections() == before
+    finally:
+        await probe.aclose()
