@@ -94,10 +94,18 @@ def test_retry_after_past_the_deadline_fails_fast() -> None:
 def test_a_backoff_past_the_deadline_fails_fast() -> None:
     # attempts_made=3: the jittered wait is in [0, 4]; with 1 ms left no wait fits.
     plan = retries.plan_retry(server_error(), 3, CFG, random.Random(3), time_left=0.001)
-    assert plan.reason in (retries.DEADLINE, retries.RETRY)
+    assert (plan.wait, plan.reason) == (None, retries.DEADLINE)
+    # With 0.5 s left, a wait that fits is taken and one that does not is refused.
+    reasons = set()
     for seed in range(50):
         plan = retries.plan_retry(server_error(), 3, CFG, random.Random(seed), time_left=0.5)
-        assert plan.wait is None or plan.wait < 0.5
+        drawn = random.Random(seed).uniform(0.0, retries.backoff_cap(3, CFG))
+        if drawn < 0.5:
+            assert (plan.wait, plan.reason) == (drawn, retries.RETRY)
+        else:
+            assert (plan.wait, plan.reason) == (None, retries.DEADLINE)
+        reasons.add(plan.reason)
+    assert reasons == {retries.RETRY, retries.DEADLINE}
 
 
 def test_retry_after_zero_retries_at_once() -> None:
