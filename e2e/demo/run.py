@@ -1,0 +1,331 @@
+"""The demo's first four steps: from nothing running to an agent answering on a local port.
+
+1. The local stack: a Kubernetes control plane (``e2e/cluster``), Redis, PostgreSQL, the mock
+   LLM (the ``customer_support_v1`` scenario) and the tool server.
+2. The Helm chart's CRDs and RBAC, rendered with ``helm template`` and applied; the operator
+   runs as a local process authenticated as the chart's ServiceAccount (a TokenRequest token), so
+   every call it makes is checked against the chart's RBAC.
+3. ``crds/examples/`` applied, pointed at the local services (see :mod:`demo.manifests`); the
+   operator renders the runtime ConfigMap and the agent becomes Ready.
+4. ``pilothouse serve`` run twice (API and workers) with the config read back from that
+   ConfigMap and the environment the pod would get from its Secrets.
+
+:func:`setup` runs them and returns the :class:`Agent` that steps 5-7 (:mod:`demo.scenes`) use.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from cluster import binaries
+
+from demo import console, kube, manifests, stack, waiting
+from pilothouse.runtime import config, devservers, testing
+from pilothouse.runtime.evaluation import datasets
+
+__all__ = ["AGENT", "NAMESPACE", "Agent", "Options", "setup"]
+
+REPO: Final = binaries.REPO_ROOT
+EXAMPLES: Final = REPO / "crds" / "examples"
+CHART: Final = REPO / "charts" / "pilothouse"
+RELEASE: Final = "pilothouse"
+OPERATOR_NAMESPACE: Final = "pilothouse-system"
+NAMESPACE: Final = "demo"
+AGENT: Final = "customer-support"
+SCENARIO: Final = "customer_support_v1"
+READY_TIMEOUT: Final = 90.0
+READY_HOLD: Final = 1.0
+"""Ready must hold this long: right after the first rollout it can flip back for a moment."""
+OPERATOR_EXTRA_ARGS: Final = ("--autoscale-interval=1",)
+"""Decide every second (default 5) so the scale-up shows within a moment of the flood."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How this run goes (the command line of :mod:`demo.cli`)."""
+
+    workdir: Path
+    state_dir: Path
+    nodes: int
+    flood: int
+    window: int
+    smoke: bool
+
+
+@dataclass
+class Agent:
+    """What steps 5-7 need: the running agent and where everything is."""
+
+    opts: Options
+    out: console.Console
+    kube: kube.Kube
+    cfg: config.RuntimeConfig
+    spec: dict[str, Any]
+    api: testing.RuntimeProcess
+    worker: testing.RuntimeProcess
+    redis_url: str
+    postgres_dsn: str
+    tools_url: str
+
+
+def setup(opts: Options, out: console.Console, procs: stack.Stack) -> Agent:
+    """Steps 1-4."""
+    local, cluster = _start_services(opts, out, procs)
+    k = kube.Kube(cluster)
+    _install_chart_and_operator(opts, out, procs, k, cluster)
+    spec = _apply_examples(out, k, local)
+    return _start_runtime(opts, out, procs, k, local, spec)
+
+
+# ---------------------------------------------------------------------------------- step 1
+
+
+def _start_services(
+    opts: Options, out: console.Console, procs: stack.Stack
+) -> tuple[manifests.LocalServices, Any]:
+    out.step("Start the local stack: Kubernetes control plane, Redis, PostgreSQL, mock LLM, tools")
+    log_file = opts.workdir / "logs" / "cluster.log"
+
+    def to_file(message: str) -> None:
+        with log_file.open("a") as f:
+            f.write(message + "\n")
+
+    versions = binaries.read_versions()
+    building = not binaries.is_built(versions)
+    if building:
+        out.info("Building the Kubernetes binaries from Go modules: once, several minutes...")
+    with out.timed() as t:
+        cluster = procs.cluster(
+            opts.state_dir, nodes=opts.nodes, log=out.note if building else to_file
+        )
+    out.done(
+        "Kubernetes control plane",
+        f"kube-apiserver {versions.kubernetes}, etcd, scheduler, controller-manager,"
+        f" {opts.nodes} KWOK nodes",
+        t[0],
+    )
+    with out.timed() as t:
+        redis = procs.redis()
+    out.done("Redis", redis.url, t[0])
+    with out.timed() as t:
+        postgres = procs.postgres()
+    out.done("PostgreSQL", f"{postgres.dsn} (audit trail)", t[0])
+    scenario = datasets.resolve(SCENARIO).with_name(f"{SCENARIO}.scenario.yaml")
+    api_key = f"demo-{secrets.token_hex(8)}"
+    with out.timed() as t:
+        llm = procs.mock_llm(scenario=scenario, api_key=api_key)
+    out.done("mock LLM", f"{llm.url} (OpenAI API, scenario {SCENARIO})", t[0])
+    with out.timed() as t:
+        tools = procs.tool_server()
+    out.done("tool server", f"{tools.url} (weather_api, initiate_return)", t[0])
+    local = manifests.LocalServices(
+        llm_url=llm.url,
+        llm_api_key=api_key,
+        tools_url=tools.url,
+        redis_url=redis.url,
+        postgres_dsn=postgres.dsn,
+        scale_down_window=opts.window,
+    )
+    return local, cluster
+
+
+# ---------------------------------------------------------------------------------- step 2
+
+
+def _helm_template(opts: Options, cluster: Any) -> list[dict[str, Any]]:
+    home = opts.workdir / "helm"
+    env = {
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "PATH": "/usr/bin:/bin",
+    }
+    argv = [
+        str(cluster.helm_path),
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--include-crds",
+        "--set",
+        "tests.enabled=false",
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    if result.returncode != 0:
+        raise waiting.DemoError(f"helm template failed: {result.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def _install_chart_and_operator(
+    opts: Options, out: console.Console, procs: stack.Stack, k: kube.Kube, cluster: Any
+) -> None:
+    out.step("Install the Helm chart's CRDs and RBAC; run the operator as its ServiceAccount")
+    with out.timed() as t:
+        parts = manifests.chart_parts(_helm_template(opts, cluster), namespace=OPERATOR_NAMESPACE)
+        k.apply([_namespace(OPERATOR_NAMESPACE)])
+        k.apply(parts.crds, server_side=True)
+        k.established(parts.crds)
+        k.apply(parts.rbac, namespace=OPERATOR_NAMESPACE)
+    applied = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in parts.crds + parts.rbac)
+    out.done(
+        "CRDs and RBAC applied",
+        f"helm template {RELEASE} charts/pilothouse -n {OPERATOR_NAMESPACE}",
+        t[0],
+    )
+    out.info(applied)
+    out.note(
+        f"Not applied: {', '.join(parts.skipped)}. KWOK's nodes run no containers, so the"
+        " operator runs here as a local process instead of that Deployment's pod."
+    )
+    with out.timed() as t:
+        token = k.run(
+            "create", "token", parts.service_account, "-n", OPERATOR_NAMESPACE, "--duration=2h"
+        ).strip()
+        server, ca = k.server_and_ca()
+        user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{parts.service_account}"
+        kubeconfig = opts.workdir / "operator.kubeconfig"
+        kubeconfig.write_text(
+            manifests.token_kubeconfig(server=server, ca_data=ca, token=token, user=user)
+        )
+        kubeconfig.chmod(0o600)
+        who = json.loads(
+            k.cluster.kubectl(
+                "auth", "whoami", "-o", "json", kubeconfig=kubeconfig, check=True
+            ).stdout
+        )
+    name = who.get("status", {}).get("userInfo", {}).get("username", "?")
+    if name != user:
+        raise waiting.DemoError(f"the operator's token authenticates as {name}, not {user}")
+    out.done("ServiceAccount token", f"{name} (kubectl create token, auth whoami)", t[0])
+
+    health, metrics = devservers.free_port(), devservers.free_port()
+    argv = manifests.operator_argv(
+        parts.operator_args, liveness_port=health, metrics_port=metrics, extra=OPERATOR_EXTRA_ARGS
+    )
+    with out.timed() as t:
+        operator = procs.operator(argv, kubeconfig=kubeconfig, health_port=health)
+    out.done("operator running", f"pid {operator.pid}, /healthz answers", t[0])
+    out.info(f"$ pilothouse-operator {' '.join(argv)}")
+    out.note(
+        "The chart's arguments with local ports, deciding every second;"
+        f" log: {_rel(operator.log_file)}"
+    )
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+# ---------------------------------------------------------------------------------- step 3
+
+
+def _apply_examples(
+    out: console.Console, k: kube.Kube, local: manifests.LocalServices
+) -> dict[str, Any]:
+    out.step(f"Apply crds/examples/ to namespace {NAMESPACE}, pointed at the local services")
+    docs = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    pointed, changes = manifests.point_examples_at(docs, local)
+    for change in changes:
+        out.info(f"· {change}")
+    with out.timed() as t:
+        k.apply([_namespace(NAMESPACE)])
+        k.apply(pointed, namespace=NAMESPACE)
+    kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in pointed)
+    out.done("examples applied", kinds, t[0])
+
+    with out.timed() as t:
+        agent = waiting.wait_for(
+            lambda: k.get("agd", AGENT, NAMESPACE) or {},
+            kube.is_ready,
+            what=f"agd/{AGENT} Ready",
+            timeout=READY_TIMEOUT,
+            hold=READY_HOLD,
+            describe=lambda a: json.dumps((a.get("status") or {}).get("conditions")),
+        )
+    status = agent["status"]
+    policies = ", ".join(p["name"] for p in status.get("appliedPolicies", []))
+    out.done(
+        f"agd/{AGENT} Ready",
+        f"ConfigMap {AGENT}-runtime rendered with the policies {policies}",
+        t[0],
+    )
+    out.block(k.show("get", "pilothouse", "-n", NAMESPACE))
+    spec: dict[str, Any] = agent["spec"]
+    return spec
+
+
+# ---------------------------------------------------------------------------------- step 4
+
+
+def _start_runtime(
+    opts: Options,
+    out: console.Console,
+    procs: stack.Stack,
+    k: kube.Kube,
+    local: manifests.LocalServices,
+    spec: dict[str, Any],
+) -> Agent:
+    out.step("Run the agent's runtime (pilothouse serve) with the config the operator rendered")
+    configmap = k.get("configmap", f"{AGENT}-runtime", NAMESPACE)
+    deployment = k.get("deployment", AGENT, NAMESPACE)
+    if configmap is None or deployment is None:
+        raise waiting.DemoError(f"the operator made no ConfigMap or Deployment for {AGENT}")
+    text = configmap["data"]["runtime.yaml"]
+    saved = opts.workdir / "runtime.yaml"
+    saved.write_text(text)
+    cfg = config.parse_config(yaml.safe_load(text), source=f"configmap/{AGENT}-runtime")
+    out.info(f"· config: ConfigMap {AGENT}-runtime, key runtime.yaml (saved as {_rel(saved)})")
+    refs = manifests.secret_refs(deployment)
+    found = {name: k.secret_data(name, NAMESPACE) for name, _ in refs}
+    env = manifests.pod_env(deployment, found)
+    out.info(
+        "· env from the pod template's secretKeyRefs, resolved as the kubelet would: "
+        + ", ".join(env)
+    )
+    with out.timed() as t:
+        worker = procs.runtime(cfg, role="worker", env=env)
+        api = procs.runtime(cfg, role="api", env=env)
+    out.done("pilothouse serve --role api", f"{api.url} (HTTP API)", t[0])
+    out.done(
+        "pilothouse serve --role worker",
+        f"{cfg.workers.concurrency} concurrent workers on the agent's Redis stream",
+    )
+    out.note(
+        "A pod runs both roles in one process; here they are two, so step 7 can stop the"
+        f" workers alone. Logs: {_rel(opts.workdir)}/runtime-*/runtime.log"
+    )
+    return Agent(
+        opts=opts,
+        out=out,
+        kube=k,
+        cfg=cfg,
+        spec=spec,
+        api=api,
+        worker=worker,
+        redis_url=local.redis_url,
+        postgres_dsn=local.postgres_dsn,
+        tools_url=local.tools_url,
+    )
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def clean_workdir(workdir: Path) -> None:
+    """Remove what an earlier run left in the demo's folder (its logs, configs, helm home)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
