@@ -10,14 +10,14 @@ Redis is ``q`` + JSON while queued and ``d`` + the result JSON once answered
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from pilothouse.runtime import errors, requests
+from pilothouse.runtime import errors, records, requests
 
 __all__ = [
     "DEFAULT_RETRY_AFTER_SECONDS",
@@ -28,8 +28,10 @@ __all__ = [
     "Delivery",
     "Envelope",
     "RequestState",
+    "decode_audit",
     "decode_envelope",
     "delivery_of",
+    "encode_audit",
     "encode_envelope",
     "fields_of",
     "parse_state",
@@ -97,12 +99,47 @@ class RequestState:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A result to store and acknowledge."""
+    """A result to store, with what the audit trail must get for it."""
 
     entry_id: str
     request_id: str
     result_json: bytes
     reply_to: str | None = None
+    audit: bytes = b""
+    """The request, result and decision records (:func:`encode_audit`), kept with the answer
+    until the entry is acknowledged."""
+
+
+_DECISIONS: Final = TypeAdapter(list[records.AgentDecision])
+
+
+def encode_audit(
+    request: requests.AgentRequest,
+    result_json: bytes,
+    decisions: Sequence[records.AgentDecision],
+) -> bytes:
+    """What a finished request hands to the audit trail, as one JSON document."""
+    return (
+        b'{"request":'
+        + request.model_dump_json().encode()
+        + b',"result":'
+        + result_json
+        + b',"decisions":'
+        + _DECISIONS.dump_json(list(decisions))
+        + b"}"
+    )
+
+
+def decode_audit(
+    data: bytes,
+) -> tuple[requests.AgentRequest, requests.AgentResult, list[records.AgentDecision]]:
+    """The inverse of :func:`encode_audit`."""
+    doc = orjson.loads(data)
+    return (
+        requests.AgentRequest.model_validate(doc["request"]),
+        requests.AgentResult.model_validate(doc["result"]),
+        _DECISIONS.validate_python(doc["decisions"]),
+    )
 
 
 def to_bytes(value: Any) -> bytes:

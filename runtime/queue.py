@@ -2,8 +2,8 @@
 
 This is the only module that talks to the queue in Redis. The HTTP API enqueues with
 :meth:`WorkQueue.enqueue`; the worker pool (``pilothouse.runtime.workers``) reads, reclaims,
-completes and dead-letters entries; the operator's autoscaler imports :func:`stream_key`,
-:data:`GROUP` and :func:`backlog` to read an agent's backlog.
+answers, acknowledges and dead-letters entries; the operator's autoscaler imports
+:func:`stream_key`, :data:`GROUP` and :func:`backlog` to read an agent's backlog.
 
 How it stays exact and cheap (each numbered step is one round trip, done by a Lua script):
 
@@ -12,10 +12,12 @@ How it stays exact and cheap (each numbered step is one round trip, done by a Lu
    acknowledged entries are deleted: ``XLEN`` *is* the backlog (not yet delivered plus delivered
    but unacknowledged), for Redis 6.2 and 7 alike. Nothing is trimmed: a full queue answers
    :class:`QueueFull`, it never drops accepted work.
-2. A worker completes a batch of entries at once: XACK; if the entry was still pending, store
-   the result (``state key``, TTL ``resultTtlSeconds``) and PUBLISH it to the reply channel of
-   the API process that waits for it; XDEL. Result and acknowledgement are atomic, and only the
-   first completion of an entry writes: a request is answered once.
+2. A worker answers a batch of entries at once: for an entry still pending whose answer key is
+   not set yet (SET NX), store the result (``state key``, TTL ``resultTtlSeconds``), keep the
+   audit records under the entry's answer key, and PUBLISH the result to the reply channel of
+   the API process that waits for it. Only the first answer of an entry writes: a request is
+   answered once. Once the audit records are durable, :meth:`WorkQueue.finish` acknowledges
+   (XACK, XDEL, answer key deleted), again for a batch.
 3. Entries idle past the visibility timeout (their pod died) are claimed with XAUTOCLAIM, with
    their delivery counts; past ``maxDeliveries`` they go to the dead-letter stream with the
    reason, acknowledged in the main stream.
@@ -152,30 +154,47 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 """
 
-_COMPLETE: Final = """
--- KEYS[1] stream, KEYS[2] errors hash, KEYS[2+i] state of item i
--- ARGV[1] group, ARGV[2] result TTL; per item: entry id, request id, value, reply channel
+_ANSWER: Final = """
+-- KEYS[1] stream; per item i: KEYS[2i] its request's state, KEYS[2i+1] its entry's answer key
+-- ARGV[1] group, ARGV[2] TTL; per item: entry id, request id, state value, reply channel,
+-- audit payload. Returns per item 1 (answered now), 0 (another delivery of the entry answered
+-- first: nothing written) or -1 (the entry is no longer pending: acknowledged meanwhile).
 local out = {}
-local items = (#ARGV - 2) / 4
+local items = (#ARGV - 2) / 5
 for i = 1, items do
-  local a = 2 + (i - 1) * 4
+  local a = 2 + (i - 1) * 5
   local id = ARGV[a + 1]
-  local acked = redis.call('XACK', KEYS[1], ARGV[1], id)
-  if acked == 1 then
-    redis.call('SET', KEYS[2 + i], ARGV[a + 3], 'EX', ARGV[2])
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
+    out[i] = -1
+  elseif redis.call('SET', KEYS[2 * i + 1], ARGV[a + 5], 'NX', 'EX', ARGV[2]) then
+    redis.call('SET', KEYS[2 * i], ARGV[a + 3], 'EX', ARGV[2])
     if ARGV[a + 4] ~= '' then
       redis.call('PUBLISH', ARGV[a + 4], ARGV[a + 2] .. ' ' .. ARGV[a + 3])
     end
+    out[i] = 1
+  else
+    out[i] = 0
   end
-  redis.call('XDEL', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  out[i] = acked
 end
 return out
 """
 
+_FINISH: Final = """
+-- KEYS[1] stream, KEYS[2] errors hash, KEYS[2+i] answer key of item i; ARGV[1] group,
+-- ARGV[1+i] entry id of item i. Acknowledges and forgets answered entries.
+for i = 1, #KEYS - 2 do
+  local id = ARGV[1 + i]
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+  redis.call('XDEL', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('DEL', KEYS[2 + i])
+end
+return #KEYS - 2
+"""
+
 _DEAD_LETTER: Final = """
--- KEYS[1] stream, KEYS[2] dead, KEYS[3] errors hash, KEYS[4] state ('' item: no request id)
+-- KEYS[1] stream, KEYS[2] dead, KEYS[3] errors hash, KEYS[4] state ('' item: no request id),
+-- KEYS[5] the entry's answer key (an entry answered before it failed keeps its answer)
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] reason, ARGV[4] deliveries, ARGV[5] consumer,
 -- ARGV[6] dead maxlen, ARGV[7] result value ('' for none), ARGV[8] result TTL,
 -- ARGV[9] reply channel, ARGV[10] request id, ARGV[11..] the entry's fields
@@ -188,13 +207,14 @@ local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if acked == 1 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'entry', ARGV[2], 'reason', reason,
     'deliveries', ARGV[4], 'consumer', ARGV[5], unpack(ARGV, 11))
-  if ARGV[7] ~= '' then
+  if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[5]) == 0 then
     redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[8])
     if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. ARGV[7]) end
   end
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('DEL', KEYS[5])
 return {acked, reason}
 """
 
@@ -275,7 +295,8 @@ class WorkQueue:
         self._ttl = cfg.workers.result_ttl_seconds
         self._enqueue = redis.register_script(_ENQUEUE)
         self._answer_escalated = redis.register_script(_ANSWER_ESCALATED)
-        self._complete = redis.register_script(_COMPLETE)
+        self._answer = redis.register_script(_ANSWER)
+        self._finish = redis.register_script(_FINISH)
         self._dead_letter = redis.register_script(_DEAD_LETTER)
         self._reclaim = redis.register_script(_RECLAIM)
         self._renew = redis.register_script(_RENEW)
@@ -400,27 +421,49 @@ class WorkQueue:
             out.append(envelopes.delivery_of(entry_id, fields, int(deliveries)))
         return out
 
-    async def complete(self, items: Sequence[envelopes.Completion]) -> list[bool]:
-        """Store results, notify waiters and acknowledge, atomically, in one round trip.
+    def _answer_key(self, entry_id: str) -> str:
+        return f"{self.stream}:answered:{entry_id}"
 
-        Returns, per item, whether this completion answered the request (False: another
-        delivery of the same entry was acknowledged first, so this result was dropped).
+    async def answer(self, items: Sequence[envelopes.Completion]) -> list[int]:
+        """Store results and notify their waiting callers, in one round trip, before the
+        entries are acknowledged (:meth:`finish`, once their audit records are durable).
+
+        With each result the item's audit payload is kept under the entry, so a delivery of
+        the same entry after a crash audits what was answered (:meth:`answered_audit`).
+        Returns per item: 1 answered now; 0 another delivery of the entry answered first
+        (nothing written, audit the stored payload); -1 the entry is no longer pending
+        (acknowledged meanwhile: nothing written, nothing to do).
         """
         if not items:
             return []
-        keys = [self.stream, self._errors]
+        keys: list[str] = [self.stream]
         args: list[Any] = [GROUP, self._ttl]
         for item in items:
-            keys.append(state_key(self.cfg, item.request_id))
+            keys += (state_key(self.cfg, item.request_id), self._answer_key(item.entry_id))
             args += (
                 item.entry_id,
                 item.request_id,
                 envelopes.DONE + item.result_json,
                 item.reply_to or "",
+                item.audit,
             )
-        with _unavailable_on_connection_errors("completing entries"):
-            reply = await self._complete(keys=keys, args=args)
-        return [int(x) == 1 for x in reply]
+        with _unavailable_on_connection_errors("storing results"):
+            reply = await self._answer(keys=keys, args=args)
+        return [int(x) for x in reply]
+
+    async def finish(self, entry_ids: Sequence[str]) -> None:
+        """Acknowledge answered entries (their audit records are durable)."""
+        if not entry_ids:
+            return
+        keys = [self.stream, self._errors, *(self._answer_key(e) for e in entry_ids)]
+        with _unavailable_on_connection_errors("acknowledging entries"):
+            await self._finish(keys=keys, args=[GROUP, *entry_ids])
+
+    async def answered_audit(self, entry_id: str) -> bytes | None:
+        """The audit payload stored when this entry was answered, if it was."""
+        with _unavailable_on_connection_errors("reading an answered entry"):
+            raw = await self.redis.get(self._answer_key(entry_id))
+        return None if raw is None else envelopes.to_bytes(raw)
 
     async def dead_letter(
         self, delivery: envelopes.Delivery, reason: str, *, result_json: bytes | None = None
@@ -432,7 +475,13 @@ class WorkQueue:
         """
         rid = delivery.request_id
         reply_to = delivery.envelope.reply_to if delivery.envelope else None
-        keys = [self.stream, self.dead, self._errors, state_key(self.cfg, rid or "_")]
+        keys = [
+            self.stream,
+            self.dead,
+            self._errors,
+            state_key(self.cfg, rid or "_"),
+            self._answer_key(delivery.entry_id),
+        ]
         args: list[Any] = [
             GROUP,
             delivery.entry_id,

@@ -2,10 +2,13 @@
 
 Started by :mod:`pilothouse.runtime.serving` in the ``worker`` and ``all`` roles. One fetch loop
 reads as many entries as there are free slots (``workers.concurrency``), so in-flight work is
-bounded; each entry runs in its own task with a deadline. A request is acknowledged only after
-its decision records were handed to the :class:`~pilothouse.runtime.records.DecisionSink`
-(durable when ``submit`` returns) and its result is stored; results of concurrent tasks are
-stored and acknowledged in one batched round trip.
+bounded; each entry runs in its own task with a deadline. Then, in this order: the result is
+stored and the waiting caller notified (with the audit records kept beside it in Redis), the
+records are handed to the audit writer (durable when it returns), and only then is the entry
+acknowledged. The caller never waits for the audit write, yet an entry is acknowledged only
+when both are safe; a redelivery of an answered entry audits the stored answer rather than
+running again (answered once, audited once). Concurrent tasks' stores and acknowledgements go
+to Redis in batched round trips (:mod:`pilothouse.runtime.batching`).
 
 Failures: a request whose processing raises is given back at once for another try, and after
 ``maxDeliveries`` tries it goes to the dead-letter stream with the reason (and its caller gets a
@@ -27,11 +30,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from opentelemetry import trace
 
 from pilothouse.runtime import (
+    batching,
     config,
     envelopes,
     metrics,
@@ -45,13 +49,14 @@ __all__ = ["DEADLINE_GRACE_SECONDS", "Processed", "Processor", "ResultSink", "Wo
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 DEADLINE_GRACE_SECONDS: Final = 2.0
 """Time past a request's deadline before the worker stops waiting for the agent loop (which
 enforces the deadline itself and answers with the fallback)."""
 READ_BLOCK_MS: Final = 1000
 """How long one read blocks waiting for new entries."""
-MAX_BATCH: Final = 256
-"""Most completions stored and acknowledged in one round trip."""
 RECLAIM_INTERVAL_SECONDS: Final = 1.0
 """Longest time between two reclaim passes (shorter with a short visibility timeout): how long
 entries given back by a draining replica wait at most."""
@@ -84,53 +89,6 @@ class ResultSink(Protocol):
     ) -> None: ...
 
 
-class _Completer:
-    """Batches completions of concurrent tasks into one :meth:`WorkQueue.complete` call."""
-
-    def __init__(self, work_queue: queue.WorkQueue) -> None:
-        self._queue = work_queue
-        self._pending: list[tuple[envelopes.Completion, asyncio.Future[bool]]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="worker-completer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for _, fut in self._pending:
-            if not fut.done():
-                fut.cancel()
-        self._pending.clear()
-
-    async def complete(self, item: envelopes.Completion) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut))
-        self._wake.set()
-        return await fut
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                live = [(item, fut) for item, fut in batch if not fut.done()]
-                try:
-                    answered = await self._queue.complete([item for item, _ in live])
-                except Exception as e:
-                    for _, fut in live:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    continue
-                for (_, fut), ok in zip(live, answered, strict=True):
-                    if not fut.done():
-                        fut.set_result(ok)
-
-
 class WorkerPool:
     """Reads the agent's stream and runs each entry through ``process``."""
 
@@ -151,7 +109,12 @@ class WorkerPool:
         self._block_ms = read_block_ms
         self._visibility = cfg.workers.visibility_timeout_seconds
         self._running: dict[asyncio.Task[None], str] = {}
-        self._completer = _Completer(work_queue)
+        self._answers: batching.Batcher[envelopes.Completion, int] = batching.Batcher(
+            work_queue.answer, name="worker-answers"
+        )
+        self._finishes: batching.Batcher[str, None] = batching.Batcher(
+            self._finish_batch, name="worker-acks"
+        )
         self._loops: list[asyncio.Task[None]] = []
         self._fetch_task: asyncio.Task[None] | None = None
         self._reclaim_task: asyncio.Task[None] | None = None
@@ -183,7 +146,8 @@ class WorkerPool:
     async def start(self) -> None:
         with contextlib.suppress(queue.QueueUnavailable):  # the fetch loop retries
             await self._queue.ensure_group()
-        self._completer.start()
+        self._answers.start()
+        self._finishes.start()
         self._fetch_task = asyncio.create_task(self._fetch_loop(), name="worker-fetch")
         self._reclaim_task = asyncio.create_task(self._reclaim_loop(), name="worker-reclaim")
         self._renew_task = asyncio.create_task(self._renew_loop(), name="worker-renew")
@@ -219,7 +183,8 @@ class WorkerPool:
             t.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
-        await self._completer.stop()
+        await self._answers.stop()
+        await self._finishes.stop()
         return given_back
 
     # --------------------------------------------------------------------------- loops
@@ -307,6 +272,10 @@ class WorkerPool:
 
     # ----------------------------------------------------------------------- one entry
 
+    async def _finish_batch(self, entry_ids: Sequence[str]) -> list[None]:
+        await self._queue.finish(entry_ids)
+        return [None] * len(entry_ids)
+
     async def _handle(self, d: envelopes.Delivery) -> None:
         env = d.envelope
         if env is None:
@@ -341,34 +310,15 @@ class WorkerPool:
                 if d.deliveries == 1 and env.accepted_at > 0:
                     self._queue_wait.observe(max(0.0, started - env.accepted_at))
                 try:
-                    processed = await self._run_with_deadline(request)
-                    await self._sink.submit_result(request, processed.result, processed.decisions)
+                    await self._answer_and_audit(d, env, span)
+                except queue.QueueUnavailable as e:
+                    # Left pending: redelivered (and answered or audited) once Redis is back.
+                    log.warning("Redis unreachable; the entry stays pending: %s", e)
                 except Exception as e:
                     span.record_exception(e)
                     span.set_status(trace.StatusCode.ERROR, type(e).__name__)
                     log.exception("processing failed (delivery %d)", d.deliveries)
                     await self._failed(d, f"{type(e).__name__}: {e}")
-                    return
-                result = processed.result
-                span.set_attribute("pilothouse.result.status", result.status.value)
-                completion = envelopes.Completion(
-                    d.entry_id, request.request_id, result.model_dump_json().encode(), env.reply_to
-                )
-                try:
-                    answered = await self._store(completion)
-                except queue.QueueUnavailable:
-                    return  # left pending: redelivered and answered once Redis is back
-                if not answered:
-                    log.info("request already answered by another delivery; result dropped")
-                    return
-                status = result.status.value
-                metrics.REQUESTS.labels(agent=self._agent, status=status).inc()
-                if env.accepted_at > 0:
-                    self._duration.observe(max(0.0, time.time() - env.accepted_at))
-                log.info(
-                    "request answered",
-                    extra={"status": status, "latency_ms": round(result.latency_ms, 2)},
-                )
         finally:
             telemetry.REQUEST_ID.reset(token)
 
@@ -382,17 +332,64 @@ class WorkerPool:
             log.error("the agent loop overran the request deadline of %.1fs", deadline)
             return _deadline_fallback(self._cfg, request, deadline)
 
-    async def _store(self, item: envelopes.Completion) -> bool:
-        """Store and acknowledge, retrying while Redis is away (up to the visibility timeout:
-        after that another worker will have taken the entry over)."""
+    async def _answer_and_audit(
+        self, d: envelopes.Delivery, env: envelopes.Envelope, span: trace.Span
+    ) -> None:
+        """Run the request, answer the caller, audit, acknowledge: in that order, so the caller
+        does not wait for the audit write, and the entry is acknowledged only once both its
+        answer and its audit records are safe. A delivery of an entry answered before (its
+        worker died before acknowledging) audits the stored answer instead of running again."""
+        request = env.request
+        stored = await self._queue.answered_audit(d.entry_id) if d.deliveries > 1 else None
+        if stored is None:
+            processed = await self._run_with_deadline(request)
+            result = processed.result
+            span.set_attribute("pilothouse.result.status", result.status.value)
+            result_json = result.model_dump_json().encode()
+            outcome = await self._retrying(
+                self._answers.submit,
+                envelopes.Completion(
+                    d.entry_id,
+                    request.request_id,
+                    result_json,
+                    env.reply_to,
+                    envelopes.encode_audit(request, result_json, processed.decisions),
+                ),
+            )
+            if outcome < 0:
+                log.info("entry acknowledged by another delivery meanwhile; result dropped")
+                return
+            if outcome == 0:
+                log.info("request answered by another delivery; auditing that answer")
+                stored = await self._queue.answered_audit(d.entry_id)
+                if stored is None:  # that delivery finished meanwhile: nothing left to do
+                    return
+            else:
+                self._answered(env, result)
+                await self._sink.submit_result(request, result, processed.decisions)
+        if stored is not None:
+            await self._sink.submit_result(*envelopes.decode_audit(stored))
+        await self._retrying(self._finishes.submit, d.entry_id)
+
+    def _answered(self, env: envelopes.Envelope, result: requests.AgentResult) -> None:
+        status = result.status.value
+        metrics.REQUESTS.labels(agent=self._agent, status=status).inc()
+        if env.accepted_at > 0:
+            self._duration.observe(max(0.0, time.time() - env.accepted_at))
+        log.info(
+            "request answered", extra={"status": status, "latency_ms": round(result.latency_ms, 2)}
+        )
+
+    async def _retrying(self, call: Callable[[T], Awaitable[R]], item: T) -> R:
+        """``call(item)``, retried while Redis is away, up to the visibility timeout (after that
+        another worker will have taken the entry over)."""
         give_up = time.monotonic() + max(self._visibility, 1.0)
         backoff = 0.05
         while True:
             try:
-                return await self._completer.complete(item)
-            except queue.QueueUnavailable as e:
+                return await call(item)
+            except queue.QueueUnavailable:
                 if time.monotonic() + backoff > give_up:
-                    log.error("cannot store the result, leaving the entry for a retry: %s", e)
                     raise
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -419,7 +416,15 @@ class WorkerPool:
                 answer=self._cfg.fallback.response,
                 fallback_reason="dead_lettered",
             )
-        if failed is not None and d.envelope is not None:
+        stored = None
+        with contextlib.suppress(queue.QueueUnavailable):
+            stored = await self._queue.answered_audit(d.entry_id)
+        if stored is not None:  # answered before it failed: the answer stands, audit it
+            try:
+                await self._sink.submit_result(*envelopes.decode_audit(stored))
+            except Exception:
+                log.exception("cannot audit the answered request %s", rid)
+        elif failed is not None and d.envelope is not None:
             decision = records.AgentDecision(
                 request_id=failed.request_id,
                 agent_id=self._agent,
@@ -442,7 +447,7 @@ class WorkerPool:
             return
         if moved:
             metrics.DEAD_LETTERS.labels(agent=self._agent).inc()
-            if failed is not None:
+            if failed is not None and stored is None:
                 metrics.REQUESTS.labels(agent=self._agent, status=failed.status.value).inc()
             log.error(
                 "entry moved to the dead-letter stream",

@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
-from serving_support import runtime_config, runtime_env, wait_for
+from serving_support import await_for, runtime_config, runtime_env, wait_for
 
 from pilothouse.runtime import config, serving, telemetry, testing
 from pilothouse.runtime.mockllm.process import MockLLMProcess
@@ -93,7 +93,14 @@ def test_metrics_logs_and_exported_traces_of_a_runtime_process(
                     r = client.post("/v1/requests?wait=10", json=body)
                     assert r.status_code == 200, r.text
                 assert client.post("/v1/requests", json={"input": 5}).status_code == 422
-                after = _samples(client.get("/metrics").text)
+
+                def settled() -> list[tuple[str, dict[str, str], float]] | None:
+                    # Answers come before the audit write; work ends when it is acknowledged.
+                    samples = _samples(client.get("/metrics").text)
+                    busy = _value(samples, "pilothouse_inflight_requests", agent=unique_name)
+                    return samples if busy == 0 else None
+
+                after = wait_for(settled, timeout=10, what="in-flight work to finish")
 
             def moved(name: str, **labels: str) -> float:
                 return _value(after, name, **labels) - _value(before, name, **labels)
@@ -113,7 +120,6 @@ def test_metrics_logs_and_exported_traces_of_a_runtime_process(
             )
             assert moved("pilothouse_http_requests_total", route="/v1/requests", code="422") == 1
             assert moved("pilothouse_llm_request_duration_seconds_count") >= 3
-            assert _value(after, "pilothouse_inflight_requests", agent=agent) == 0
             assert any(n == "pilothouse_queue_backlog" for n, _, _ in after)
             # Bounded labels: no request id, no raw input ever becomes a label value.
             values = {v for _, labels, _ in after for v in labels.values()}
@@ -209,7 +215,14 @@ async def test_one_trace_covers_api_queue_worker_and_the_agents_steps(
     assert r.status_code == 200, r.text
     assert r.json()["actions"][0]["tool"] == "weather_api"
 
-    finished = spans.get_finished_spans()
+    process_name = f"process {runtime.cfg.agent}"
+
+    # The caller is answered before the audit write; the worker's span ends after it.
+    async def worker_span_ended() -> list[Any] | None:
+        done = list(spans.get_finished_spans())
+        return done if any(s.name == process_name for s in done) else None
+
+    finished = await await_for(worker_span_ended, within=10, what="the worker's span")
     [server] = [s for s in finished if s.name == "POST /v1/requests"]
     assert server.kind is SpanKind.SERVER
     assert server.attributes is not None
@@ -219,7 +232,7 @@ async def test_one_trace_covers_api_queue_worker_and_the_agents_steps(
     in_trace = [s for s in finished if s.context.trace_id == trace_id]
     by_id = {s.context.span_id: s for s in in_trace}
 
-    [process] = [s for s in in_trace if s.name == f"process {runtime.cfg.agent}"]
+    [process] = [s for s in in_trace if s.name == process_name]
     assert process.kind is SpanKind.CONSUMER
     assert process.parent is not None
     assert process.parent.span_id == server.context.span_id  # linked through the stream entry

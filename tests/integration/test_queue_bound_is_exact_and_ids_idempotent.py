@@ -73,10 +73,11 @@ async def test_acknowledged_entries_free_their_place(
         status="completed",
         answer="ok",
     )
-    done = await q.complete(
-        [envelopes.Completion(first.entry_id, result.request_id, result.model_dump_json().encode())]
-    )
-    assert done == [True]
+    answer = result.model_dump_json().encode()
+    done = await q.answer([envelopes.Completion(first.entry_id, result.request_id, answer)])
+    assert done == [1]
+    assert await q.backlog() == 2  # answered, not acknowledged yet: still counts
+    await q.finish([first.entry_id])
     assert await q.backlog() == 1
     await q.enqueue(_envelope("c"))
 
@@ -99,10 +100,11 @@ async def test_a_request_id_is_queued_once_and_answered_state_is_returned(
     result = requests.AgentResult(
         request_id="req-fixed-1", agent_id=cfg.agent, status="completed", answer="4"
     )
-    [answered] = await q.complete(
+    [answered] = await q.answer(
         [envelopes.Completion(d.entry_id, "req-fixed-1", result.model_dump_json().encode())]
     )
-    assert answered
+    assert answered == 1
+    await q.finish([d.entry_id])
     done = await q.enqueue(env)
     assert isinstance(done, envelopes.RequestState)
     assert done.state == "done"
@@ -112,7 +114,7 @@ async def test_a_request_id_is_queued_once_and_answered_state_is_returned(
     assert await q.backlog() == 0
 
 
-async def test_only_the_first_completion_of_an_entry_answers(
+async def test_only_the_first_answer_of_an_entry_is_stored(
     redis_client: aioredis.Redis, unique_name: str
 ) -> None:
     cfg = _cfg(unique_name)
@@ -127,8 +129,10 @@ async def test_only_the_first_completion_of_an_entry_answers(
         )
         return envelopes.Completion(d.entry_id, "req-twice", r.model_dump_json().encode())
 
-    assert await q.complete([completion("first")]) == [True]
-    assert await q.complete([completion("second")]) == [False]
+    assert await q.answer([completion("first")]) == [1]
+    assert await q.answer([completion("second")]) == [0]  # another delivery answered first
+    await q.finish([d.entry_id])
+    assert await q.answer([completion("third")]) == [-1]  # no longer pending at all
     state = await q.state("req-twice")
     assert state is not None
     result = state.result()
@@ -151,9 +155,10 @@ async def test_an_approved_escalation_resumes_once(
         answer="waiting for approval",
         escalation_id="esc-req-esc-2",
     )
-    await q.complete(
+    await q.answer(
         [envelopes.Completion(d.entry_id, "req-esc", escalated.model_dump_json().encode())]
     )
+    await q.finish([d.entry_id])
     resumed = _envelope("refund me", request_id="req-esc", approved_escalation="esc-req-esc-2")
     assert isinstance(await q.enqueue(resumed), envelopes.Accepted)
     # A second resume (another replica acting on the same approval) adds nothing.

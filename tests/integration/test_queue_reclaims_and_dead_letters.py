@@ -6,12 +6,13 @@ exactly what a killed pod leaves behind)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from pilothouse.runtime import config, envelopes, queue, requests
+from pilothouse.runtime import config, envelopes, queue, records, requests
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +151,76 @@ async def test_malformed_entries_are_delivered_with_the_problem_named(
     moved, _ = await q.dead_letter(no_request, no_request.error)
     assert moved
     assert await q.backlog() == 1
+
+
+async def test_an_answered_entry_redelivered_keeps_its_answer_and_its_audit_records(
+    redis_client: aioredis.Redis, unique_name: str
+) -> None:
+    cfg = _cfg(unique_name)
+    died = queue.WorkQueue(redis_client, cfg, consumer="pod-a")
+    other = queue.WorkQueue(redis_client, cfg, consumer="pod-b")
+    await died.ensure_group()
+    await _enqueue(died, "req-answered")
+    [d] = await died.read(1, block_ms=100)
+    assert d.envelope is not None
+    first = (
+        requests.AgentResult(
+            request_id="req-answered", agent_id=cfg.agent, status="completed", answer="4"
+        )
+        .model_dump_json()
+        .encode()
+    )
+    decision = records.AgentDecision(
+        request_id="req-answered",
+        agent_id=cfg.agent,
+        step=0,
+        action="answer",
+        result="4",
+        timestamp=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    audit = envelopes.encode_audit(d.envelope.request, first, [decision])
+    answered = envelopes.Completion(d.entry_id, "req-answered", first, None, audit)
+    assert await died.answer([answered]) == [1]
+    # The worker dies before its audit write returned: nothing acknowledged.
+    await asyncio.sleep(VISIBILITY + 0.1)
+    [again] = await other.reclaim(10)
+    stored = await other.answered_audit(again.entry_id)
+    assert stored == audit
+    request, result, decisions = envelopes.decode_audit(stored)
+    assert request == d.envelope.request
+    assert result.answer == "4"
+    assert decisions == [decision]
+    # A second run's answer would not replace the first one.
+    second = first.replace(b'"4"', b'"5"')
+    assert await other.answer([envelopes.Completion(d.entry_id, "req-answered", second)]) == [0]
+    await other.finish([again.entry_id])
+    assert await other.backlog() == 0
+    assert await other.answered_audit(again.entry_id) is None
+    state = await other.state("req-answered")
+    assert state is not None
+    assert state.result_json == first
+
+
+async def test_dead_lettering_an_answered_entry_keeps_the_answer(
+    redis_client: aioredis.Redis, unique_name: str
+) -> None:
+    cfg = _cfg(unique_name)
+    q = queue.WorkQueue(redis_client, cfg, consumer="pod-a")
+    await q.ensure_group()
+    await _enqueue(q, "req-kept")
+    [d] = await q.read(1, block_ms=100)
+    answer = (
+        requests.AgentResult(
+            request_id="req-kept", agent_id=cfg.agent, status="completed", answer="kept"
+        )
+        .model_dump_json()
+        .encode()
+    )
+    await q.answer([envelopes.Completion(d.entry_id, "req-kept", answer, None, b"{}")])
+    failed = answer.replace(b'"completed"', b'"failed"')
+    moved, _ = await q.dead_letter(d, "the audit trail kept failing", result_json=failed)
+    assert moved
+    state = await q.state("req-kept")
+    assert state is not None
+    assert state.result_json == answer
+    assert await q.answered_audit(d.entry_id) is None

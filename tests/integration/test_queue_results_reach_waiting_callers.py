@@ -53,7 +53,7 @@ async def test_the_waiting_caller_gets_the_published_result(
         [d1, _] = await worker.read(2, block_ms=100)
         assert d1.envelope is not None
         assert d1.envelope.reply_to == waiter.channel
-        await worker.complete(
+        await worker.answer(
             [
                 envelopes.Completion(
                     d1.entry_id, "req-w1", _answer(cfg, "req-w1", "one"), waiter.channel

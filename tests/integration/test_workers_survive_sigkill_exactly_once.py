@@ -102,7 +102,11 @@ async def test_killing_a_worker_mid_run_loses_and_duplicates_nothing(
             )
             await asyncio.sleep(0.3)  # a duplicate answer would be announced by now
             assert announced == collections.Counter(dict.fromkeys(ids, 1))
-            assert await queue.backlog(redis, cfg) == 0
+
+            async def acknowledged() -> bool:
+                return await queue.backlog(redis, cfg) == 0
+
+            await await_for(acknowledged, within=10, what="every entry acknowledged")
 
             # Audited exactly once: one summary row per request, no step twice.
             async def all_audited() -> dict[str, tuple[int, int, int]] | None:
