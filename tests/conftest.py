@@ -1,9 +1,10 @@
 """Fixtures shared by every test tier: real Redis, real PostgreSQL, the mock LLM over HTTP.
 
 Servers start once per test session on free loopback ports and stop at the end, also when
-tests fail. Set ``PILOTHOUSE_TEST_REDIS_URL`` / ``PILOTHOUSE_TEST_POSTGRES_DSN`` to use servers
-you already run (e.g. CI service containers) instead; tests that stop and restart a server
-(``redis_server`` / ``postgres_server``) need the local ones and start their own then.
+tests fail (the mock LLM: once per test module, so the faults and counters one module sets
+never reach another). Set ``PILOTHOUSE_TEST_REDIS_URL`` / ``PILOTHOUSE_TEST_POSTGRES_DSN`` to
+use servers you already run (e.g. CI service containers) instead; tests that stop and restart
+a server (``redis_server`` / ``postgres_server``) need the local ones and start their own then.
 
 Async hygiene: a test that leaves asyncio tasks running fails.
 """
@@ -16,8 +17,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from pilothouse.runtime import devservers
+from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +55,29 @@ def postgres_dsn(request: pytest.FixtureRequest) -> str:
         return existing
     server: devservers.PostgresServer = request.getfixturevalue("postgres_server")
     return server.dsn
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the test Redis (bytes replies), closed after the test."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def _mock_llm_process() -> Iterator[MockLLMProcess]:
+    with MockLLMProcess() as server:
+        yield server
+
+
+@pytest.fixture
+def llm(_mock_llm_process: MockLLMProcess) -> MockLLMProcess:
+    """The mock LLM over HTTP (default scenario), one server process per test module; its
+    faults, scenario, seed and counters are back to their start values when a test begins."""
+    process = _mock_llm_process
+    process.admin.reset(faults=True, scenario=True, seed=process.seed)
+    return process
 
 
 @pytest.fixture

@@ -17,23 +17,10 @@ from pilothouse.runtime.mockllm.process import MockLLMProcess
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=3) as server:
-        yield server
-
-
 @pytest.fixture
 def tool_server() -> Iterator[ToolServer]:
     with ToolServer() as server:
         yield server
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

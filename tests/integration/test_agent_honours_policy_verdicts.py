@@ -5,7 +5,7 @@ it: the approved tool runs and the conversation finishes. A hook that breaks fai
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -55,23 +55,10 @@ def escalate(policy: str, reason: str) -> hooks.PolicyResult:
     return hooks.PolicyResult(hooks.Verdict.ESCALATE, policy=policy, reason=reason)
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=6) as server:
-        yield server
-
-
 @pytest.fixture
 def tool_server() -> Iterator[ToolServer]:
     with ToolServer() as server:
         yield server
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,24 +15,6 @@ from pilothouse.runtime import agent, requests
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=8) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llm(llm: MockLLMProcess) -> None:
-    llm.admin.reset(faults=True, scenario=True)
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def clear_faults_after_first_call(llm: MockLLMProcess) -> None:

@@ -5,7 +5,7 @@ maxSteps with the reason. Never an exception to the caller."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -57,24 +57,17 @@ SCENARIO = {
 }
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=2) as server:
-        server.admin.load_scenario(SCENARIO)
-        yield server
+@pytest.fixture
+def llm(llm: MockLLMProcess) -> MockLLMProcess:
+    """The shared mock LLM, answering as the misbehaving model."""
+    llm.admin.load_scenario(SCENARIO)
+    return llm
 
 
 @pytest.fixture
 def tool_server() -> Iterator[ToolServer]:
     with ToolServer() as server:
         yield server
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def run(

@@ -3,7 +3,7 @@ deadline: once the budget is used the loop stops before the next LLM call, clean
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,23 +15,10 @@ from pilothouse.runtime.mockllm.process import MockLLMProcess
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=13) as server:
-        yield server
-
-
 @pytest.fixture
 def tool_server() -> Iterator[ToolServer]:
     with ToolServer() as server:
         yield server
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_the_token_budget_stops_the_loop_before_the_next_call(

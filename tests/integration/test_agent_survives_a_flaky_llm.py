@@ -3,8 +3,6 @@ let at least 99% of 200 requests be answered by a model, and every retry is in t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 import redis.asyncio as aioredis
 from agent_support import agent_config
@@ -16,19 +14,6 @@ from pilothouse.runtime.mockllm.process import MockLLMProcess
 pytestmark = pytest.mark.integration
 
 REQUESTS = 200
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=42) as server:
-        yield server
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def retries_total() -> float:

@@ -4,7 +4,7 @@ request's span, and the loop's Prometheus metrics (tokens, cost, tool calls, dec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,23 +19,10 @@ from pilothouse.runtime.mockllm.process import MockLLMProcess
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=1) as server:
-        yield server
-
-
 @pytest.fixture
 def tool_server() -> Iterator[ToolServer]:
     with ToolServer() as server:
         yield server
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,12 +16,6 @@ from pilothouse.runtime import agent, devservers, requests
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=4) as server:
-        yield server
 
 
 def degraded() -> float | None:

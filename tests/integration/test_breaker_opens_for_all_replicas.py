@@ -5,7 +5,6 @@ through after the recovery timeout, and closes when the model is back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,24 +18,6 @@ pytestmark = pytest.mark.integration
 
 THRESHOLD = 3
 RECOVERY = 30.0
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=9) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llm(llm: MockLLMProcess) -> None:
-    llm.admin.reset(faults=True, scenario=True)
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def outage_config(name: str, llm: MockLLMProcess, **extra: object) -> config.RuntimeConfig:

@@ -31,23 +31,10 @@ class Clock:
         return datetime.now(UTC).timestamp() + self.offset
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=8) as server:
-        yield server
-
-
 @pytest.fixture
 def tool_server() -> Iterator[ToolServer]:
     with ToolServer() as server:
         yield server
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

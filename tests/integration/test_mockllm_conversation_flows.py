@@ -36,17 +36,6 @@ RETURN_TOOL = {
 }
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=11) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_server(llm: MockLLMProcess) -> None:
-    llm.admin.reset(faults=True, scenario=True)
-
-
 @pytest.fixture
 def client(llm: MockLLMProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=llm.url, timeout=10) as c:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +23,6 @@ from pilothouse.runtime.mockllm.process import MockLLMProcess
 from pilothouse.runtime.policies import engine, pii
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=7) as server:
-        yield server
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def _policies(*policies: dict[str, Any]) -> Any:

@@ -3,21 +3,12 @@ trimmed to maxMessages without ever starting inside a tool exchange, a TTL on bo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 
 from pilothouse.runtime import config, errors, sessions
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def store(client: aioredis.Redis, agent: str, **settings: int) -> sessions.SessionStore:
