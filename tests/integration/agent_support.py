@@ -16,7 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pilothouse.runtime import config
+import redis.asyncio as aioredis
+
+from pilothouse.runtime import agent, config, hooks, requests
 
 SLOW_TOOL_SECONDS = 3.0
 
@@ -211,6 +213,18 @@ def agent_config(
         ),
         **extra,
     )
+
+
+async def answer(
+    cfg: config.RuntimeConfig,
+    redis_client: aioredis.Redis,
+    text: str,
+    *,
+    policy_hook: hooks.PolicyHook | None = None,
+) -> agent.AgentOutcome:
+    """Build the agent of ``cfg``, answer one request with it, close it."""
+    async with agent.build_agent(cfg, redis=redis_client, policy_hook=policy_hook) as a:
+        return await a.handle(requests.AgentRequest(input=text))
 
 
 class ShiftedClock:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from agent_support import ToolServer, agent_config, standard_tools
+from agent_support import ToolServer, agent_config, answer, standard_tools
 
-from pilothouse.runtime import agent, requests
+from pilothouse.runtime import requests
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 pytestmark = pytest.mark.integration
@@ -28,8 +28,7 @@ async def test_the_token_budget_stops_the_loop_before_the_next_call(
         unique_name, llm.url, tools=standard_tools(tool_server.url), max_request_tokens=10
     )
     before = llm.admin.stats()["total"]
-    async with agent.build_agent(cfg, redis=redis_client) as a:
-        outcome = await a.handle(requests.AgentRequest(input="What's the weather in Tokyo?"))
+    outcome = await answer(cfg, redis_client, "What's the weather in Tokyo?")
     result = outcome.result
     assert result.status is requests.ResultStatus.FAILED
     assert result.fallback_reason == "token_budget"
@@ -49,7 +48,6 @@ async def test_a_budget_large_enough_lets_the_request_finish(
     cfg = agent_config(
         unique_name, llm.url, tools=standard_tools(tool_server.url), max_request_tokens=100_000
     )
-    async with agent.build_agent(cfg, redis=redis_client) as a:
-        outcome = await a.handle(requests.AgentRequest(input="What's the weather in Tokyo?"))
+    outcome = await answer(cfg, redis_client, "What's the weather in Tokyo?")
     assert outcome.result.status is requests.ResultStatus.COMPLETED
     assert outcome.result.steps == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from agent_support import ToolServer, agent_config, standard_tools
+from agent_support import ShiftedClock, ToolServer, agent_config, standard_tools
 from audit_support import open_store
 
 from pilothouse.runtime import agent, config, escalations, requests
@@ -21,14 +21,6 @@ from pilothouse.runtime.mockllm.process import MockLLMProcess
 from pilothouse.runtime.policies import engine
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return datetime.now(UTC).timestamp() + self.offset
 
 
 @pytest.fixture
@@ -66,8 +58,9 @@ async def _escalate(
     redis_client: aioredis.Redis,
     service: escalations.EscalationService,
     unique_name: str,
-) -> tuple[requests.AgentRequest, requests.AgentResult]:
-    """Run the three-turn return flow until the return tool is escalated, and park it."""
+) -> str:
+    """Run the three-turn return flow until the return tool is escalated, park it, and
+    return its id."""
     policy = engine.PolicyEngine(cfg, redis_client)
     session = f"s-{unique_name}"
     async with agent.build_agent(cfg, redis=redis_client, policy_hook=policy) as a:
@@ -90,7 +83,8 @@ async def _escalate(
     # Parking again (a redelivered request) keeps the one escalation.
     again = await service.park(outcome.pending, request, timeout_seconds=600)
     assert again.id == parked.id
-    return request, outcome.result
+    assert outcome.result.escalation_id == parked.id
+    return parked.id
 
 
 async def test_an_approved_tool_call_resumes_and_completes(
@@ -101,13 +95,12 @@ async def test_an_approved_tool_call_resumes_and_completes(
     unique_name: str,
 ) -> None:
     service = escalations.EscalationService(audit_store)
-    _, escalated = await _escalate(cfg, redis_client, service, unique_name)
-    assert escalated.escalation_id is not None
+    escalation_id = await _escalate(cfg, redis_client, service, unique_name)
     assert tool_server.received == []
     listed = await service.list(unique_name, "pending")
-    assert [e.id for e in listed] == [escalated.escalation_id]
+    assert [e.id for e in listed] == [escalation_id]
 
-    approved = await service.approve(escalated.escalation_id, "alice", "customer verified")
+    approved = await service.approve(escalation_id, "alice", "customer verified")
     assert (approved.status, approved.decided_by) == ("approved", "alice")
     assert [e.id for e in await service.unsettled(unique_name)] == [approved.id]
     request, pending_action = await service.resumption(approved.id)
@@ -136,9 +129,8 @@ async def test_a_denied_tool_call_ends_with_a_clear_answer(
     unique_name: str,
 ) -> None:
     service = escalations.EscalationService(audit_store)
-    _, escalated = await _escalate(cfg, redis_client, service, unique_name)
-    assert escalated.escalation_id is not None
-    denied = await service.deny(escalated.escalation_id, "bob", "order is older than 30 days")
+    escalation_id = await _escalate(cfg, redis_client, service, unique_name)
+    denied = await service.deny(escalation_id, "bob", "order is older than 30 days")
     assert denied.status == "denied"
     with pytest.raises(escalations.EscalationError, match="only approved ones resume"):
         await service.resumption(denied.id)
@@ -159,14 +151,13 @@ async def test_an_unanswered_escalation_expires_and_says_so(
     audit_store: store.AuditStore,
     unique_name: str,
 ) -> None:
-    clock = Clock()
-    service = escalations.EscalationService(audit_store, clock=clock)
-    _, escalated = await _escalate(cfg, redis_client, service, unique_name)
-    assert escalated.escalation_id is not None
-    clock.offset = 601
+    clock = ShiftedClock()
+    service = escalations.EscalationService(audit_store, clock=clock.time)
+    escalation_id = await _escalate(cfg, redis_client, service, unique_name)
+    clock.advance(601)
     with pytest.raises(escalations.EscalationExpired, match="expired at"):
-        await service.approve(escalated.escalation_id, "alice")
-    current = await service.get(escalated.escalation_id)
+        await service.approve(escalation_id, "alice")
+    current = await service.get(escalation_id)
     assert current.status == "expired"
     assert current.decided_by is None
     _, result, decision = escalations.closing(current, now=datetime.now(UTC))
@@ -182,10 +173,10 @@ async def test_the_sweep_expires_overdue_escalations_only(
     unique_name: str,
 ) -> None:
     service = escalations.EscalationService(audit_store)
-    _, escalated = await _escalate(cfg, redis_client, service, unique_name)
+    escalation_id = await _escalate(cfg, redis_client, service, unique_name)
     assert await service.expire(datetime.now(UTC)) == []
     swept = await service.expire(datetime.now(UTC) + timedelta(seconds=601))
-    assert [e.id for e in swept] == [escalated.escalation_id]
+    assert [e.id for e in swept] == [escalation_id]
     assert [e.status for e in await service.list(unique_name)] == ["expired"]
 
 
