@@ -26,13 +26,16 @@ import orjson
 from pilothouse.runtime.audit import rows
 
 __all__ = [
+    "COPY_COLUMNS",
     "GENESIS",
     "ChainPoint",
     "ChainVerifier",
     "LinkedRow",
     "canonical",
+    "copy_record",
     "link",
     "link_hash",
+    "linked_from_record",
 ]
 
 GENESIS: Final = "0" * 64
@@ -144,6 +147,15 @@ class ChainVerifier:
         elif head.seq < end.seq:
             self.problem = f"records after #{head.seq} were added outside the audit writer"
         return self.problem
+
+
+COPY_COLUMNS: Final = (*rows.DECISION_COLUMNS, "chain_seq", "prev_hash", "hash")
+"""The columns of ``audit_decisions`` the store writes, in :func:`copy_record` order."""
+
+
+def copy_record(r: LinkedRow) -> tuple[Any, ...]:
+    """A linked row as the values of one ``audit_decisions`` row (jsonb columns as JSON text)."""
+    return (*rows.decision_values(r.row), r.chain_seq, r.prev_hash, r.hash)
 
 
 def linked_from_record(record: Mapping[str, Any]) -> LinkedRow:

@@ -27,9 +27,14 @@ __all__ = [
     "EscalationRow",
     "RequestRow",
     "decision_row",
+    "decision_values",
     "dumps_json",
+    "escalation_from_record",
+    "escalation_values",
     "loads_json",
+    "request_from_record",
     "request_row",
+    "request_values",
 ]
 
 _REPLACEMENT: Final = "\ufffd"
@@ -154,6 +159,30 @@ class DecisionRow:
 
 
 DECISION_COLUMNS: Final = tuple(f.name for f in fields(DecisionRow))
+_DECISION_JSON: Final = frozenset({"action_params", "result"})
+
+
+def _values(row: Any, columns: tuple[str, ...], json_columns: frozenset[str]) -> tuple[Any, ...]:
+    """A row's column values in ``columns`` order, the jsonb ones as JSON text (None: NULL)."""
+    out = []
+    for column in columns:
+        value = getattr(row, column)
+        out.append(dumps_json(value) if column in json_columns and value is not None else value)
+    return tuple(out)
+
+
+def _from_record(
+    record: Mapping[str, Any], columns: tuple[str, ...], json_columns: frozenset[str]
+) -> dict[str, Any]:
+    values = {name: record[name] for name in columns}
+    for name in json_columns:
+        values[name] = loads_json(values[name])
+    return values
+
+
+def decision_values(row: DecisionRow) -> tuple[Any, ...]:
+    """A decision's values in :data:`DECISION_COLUMNS` order, as the store writes them."""
+    return _values(row, DECISION_COLUMNS, _DECISION_JSON)
 
 
 def decision_row(decision: records.AgentDecision, settings: AuditSettings) -> DecisionRow:
@@ -221,6 +250,17 @@ class RequestRow:
 
 
 REQUEST_COLUMNS: Final = tuple(f.name for f in fields(RequestRow))
+_REQUEST_JSON: Final = frozenset({"metadata"})
+
+
+def request_values(row: RequestRow) -> tuple[Any, ...]:
+    """A request summary's values in :data:`REQUEST_COLUMNS` order, as the store writes them."""
+    return _values(row, REQUEST_COLUMNS, _REQUEST_JSON)
+
+
+def request_from_record(record: Mapping[str, Any]) -> RequestRow:
+    """A request summary read back from ``audit_requests`` (jsonb columns as JSON text)."""
+    return RequestRow(**_from_record(record, REQUEST_COLUMNS, _REQUEST_JSON))
 
 
 def request_row(
@@ -286,3 +326,14 @@ class EscalationRow:
 
 
 ESCALATION_COLUMNS: Final = tuple(f.name for f in fields(EscalationRow))
+_ESCALATION_JSON: Final = frozenset({"params", "snapshot"})
+
+
+def escalation_values(row: EscalationRow) -> tuple[Any, ...]:
+    """An escalation's values in :data:`ESCALATION_COLUMNS` order, as the store writes them."""
+    return _values(row, ESCALATION_COLUMNS, _ESCALATION_JSON)
+
+
+def escalation_from_record(record: Mapping[str, Any]) -> EscalationRow:
+    """An escalation read back from ``audit_escalations`` (jsonb columns as JSON text)."""
+    return EscalationRow(**_from_record(record, ESCALATION_COLUMNS, _ESCALATION_JSON))

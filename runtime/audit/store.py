@@ -25,7 +25,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 
@@ -59,24 +59,6 @@ class WriteOutcome:
     duplicates: int
 
 
-def _decision_record(r: chain.LinkedRow) -> tuple[Any, ...]:
-    row = r.row
-    return (
-        row.request_id, row.step, row.agent_id, row.action, row.input, row.reasoning,
-        rows.dumps_json(row.action_params),
-        None if row.result is None else rows.dumps_json(row.result),
-        row.error, row.outcome, row.policy, row.latency_ms, row.cost_usd, row.input_tokens,
-        row.output_tokens, row.model, row.trace_id, row.ts, r.chain_seq, r.prev_hash, r.hash,
-    )  # fmt: skip
-
-
-def _request_record(r: rows.RequestRow) -> tuple[Any, ...]:
-    values = [getattr(r, c) for c in rows.REQUEST_COLUMNS]
-    values[rows.REQUEST_COLUMNS.index("metadata")] = rows.dumps_json(r.metadata)
-    return tuple(values)
-
-
-_DECISION_COPY_COLUMNS: Final = (*rows.DECISION_COLUMNS, "chain_seq", "prev_hash", "hash")
 _INSERT_REQUEST: Final = (
     f"INSERT INTO audit_requests ({', '.join(rows.REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(rows.REQUEST_COLUMNS) + 1))}) "
@@ -87,19 +69,6 @@ _INSERT_ESCALATION: Final = (
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(rows.ESCALATION_COLUMNS) + 1))}) "
     "ON CONFLICT DO NOTHING RETURNING *"
 )
-
-
-def _escalation(record: asyncpg.Record) -> rows.EscalationRow:
-    values = {name: record[name] for name in rows.ESCALATION_COLUMNS}
-    values["params"] = rows.loads_json(values["params"])
-    values["snapshot"] = rows.loads_json(values["snapshot"])
-    return rows.EscalationRow(**values)
-
-
-def _request(record: asyncpg.Record) -> rows.RequestRow:
-    values = {name: record[name] for name in rows.REQUEST_COLUMNS}
-    values["metadata"] = rows.loads_json(values["metadata"])
-    return rows.RequestRow(**values)
 
 
 class AuditStore:
@@ -219,7 +188,7 @@ class AuditStore:
             if unique:
                 written = await self._append(conn, list(unique.values()))
             if requests:
-                await conn.executemany(_INSERT_REQUEST, [_request_record(r) for r in requests])
+                await conn.executemany(_INSERT_REQUEST, [rows.request_values(r) for r in requests])
         return WriteOutcome(written, len(decisions) - written)
 
     async def _append(self, conn: asyncpg.Connection, batch: list[rows.DecisionRow]) -> int:
@@ -252,8 +221,8 @@ class AuditStore:
             return 0
         await conn.copy_records_to_table(
             "audit_decisions",
-            records=[_decision_record(r) for r in linked],
-            columns=list(_DECISION_COPY_COLUMNS),
+            records=[chain.copy_record(r) for r in linked],
+            columns=list(chain.COPY_COLUMNS),
             schema_name=self.schema,
         )
         last = {r.row.agent_id: r for r in linked}
@@ -311,7 +280,7 @@ class AuditStore:
                 "SELECT * FROM audit_requests WHERE request_id = $1 ORDER BY finished_at",
                 request_id,
             )
-        return [_request(r) for r in found]
+        return [rows.request_from_record(r) for r in found]
 
     # ------------------------------------------------------------------------ the chain
 
@@ -419,11 +388,8 @@ class AuditStore:
 
     async def insert_escalation(self, e: rows.EscalationRow) -> rows.EscalationRow:
         """Park an escalation; an existing one with the same id or (request, step) wins."""
-        values = [getattr(e, c) for c in rows.ESCALATION_COLUMNS]
-        values[rows.ESCALATION_COLUMNS.index("params")] = rows.dumps_json(e.params)
-        values[rows.ESCALATION_COLUMNS.index("snapshot")] = rows.dumps_json(e.snapshot)
         async with self._conn() as conn:
-            found = await conn.fetchrow(_INSERT_ESCALATION, *values)
+            found = await conn.fetchrow(_INSERT_ESCALATION, *rows.escalation_values(e))
             if found is None:
                 found = await conn.fetchrow(
                     "SELECT * FROM audit_escalations WHERE id = $1"
@@ -433,7 +399,7 @@ class AuditStore:
                     e.step,
                 )
         assert found is not None
-        return _escalation(found)
+        return rows.escalation_from_record(found)
 
     async def decide_escalation(
         self, escalation_id: str, status: str, by: str, reason: str | None, now: datetime
@@ -454,14 +420,14 @@ class AuditStore:
                 reason,
                 now,
             )
-        return None if found is None else _escalation(found)
+        return None if found is None else rows.escalation_from_record(found)
 
     async def get_escalation(self, escalation_id: str) -> rows.EscalationRow | None:
         async with self._conn() as conn:
             found = await conn.fetchrow(
                 "SELECT * FROM audit_escalations WHERE id = $1", escalation_id
             )
-        return None if found is None else _escalation(found)
+        return None if found is None else rows.escalation_from_record(found)
 
     async def list_escalations(
         self, agent: str | None, status: str | None, limit: int
@@ -474,7 +440,7 @@ class AuditStore:
                 status,
                 limit,
             )
-        return [_escalation(r) for r in found]
+        return [rows.escalation_from_record(r) for r in found]
 
     async def expire_escalations(self, now: datetime) -> list[rows.EscalationRow]:
         async with self._conn() as conn:
@@ -484,7 +450,7 @@ class AuditStore:
                 " WHERE status = 'pending' AND expires_at <= $1 RETURNING *",
                 now,
             )
-        return [_escalation(r) for r in found]
+        return [rows.escalation_from_record(r) for r in found]
 
     async def unsettled_escalations(
         self, agent: str | None, limit: int
@@ -498,7 +464,7 @@ class AuditStore:
                 agent,
                 limit,
             )
-        return [_escalation(r) for r in found]
+        return [rows.escalation_from_record(r) for r in found]
 
     async def settle_escalation(self, escalation_id: str, now: datetime) -> bool:
         """Mark a decided escalation as acted on; False when it already was (or is pending)."""
