@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pilothouse.runtime import config, errors
 from pilothouse.runtime.audit import commands, retention, rows, verification
 
+__all__ = ["configure_parser", "run"]
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -11,6 +11,8 @@ import json
 
 from pilothouse.runtime import config
 
+__all__ = ["configure_parser", "run"]
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="runtime config file (YAML or JSON)")

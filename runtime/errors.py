@@ -27,6 +27,29 @@ boundary with ``raise ... from e``.
 
 from __future__ import annotations
 
+__all__ = [
+    "CircuitOpen",
+    "ConfigError",
+    "DeadlineExceeded",
+    "DependencyUnavailable",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMMalformedResponse",
+    "LLMRateLimited",
+    "LLMRequestRejected",
+    "LLMServerError",
+    "LLMTimeout",
+    "PermanentLLMError",
+    "PilothouseError",
+    "RuntimeFailure",
+    "ToolArgumentsInvalid",
+    "ToolCallFailed",
+    "ToolError",
+    "TransientLLMError",
+    "UnknownTool",
+    "UsageError",
+]
+
 
 class PilothouseError(Exception):
     """Base of every error raised on purpose by Pilothouse."""

@@ -16,6 +16,8 @@ import json
 from pilothouse.runtime import escalations
 from pilothouse.runtime.audit import commands, rows
 
+__all__ = ["configure_parser", "run"]
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pilothouse.runtime import errors
 from pilothouse.runtime.audit import commands, history
 
+__all__ = ["configure_parser", "run"]
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("request_id", nargs="?", help="the request whose steps to show")

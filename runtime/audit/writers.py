@@ -35,7 +35,7 @@ from typing import Any, Final, TypeVar
 from pilothouse.runtime import config, errors, metrics, records, requests
 from pilothouse.runtime.audit import rows, spool, store
 
-__all__ = ["AuditWriter"]
+__all__ = ["AuditWriter", "spool_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,10 @@ class _Submission:
         return len(self.decisions) + len(self.requests)
 
 
-def _to_spool(
+def spool_lines(
     decisions: Sequence[rows.DecisionRow], reqs: Sequence[rows.RequestRow]
 ) -> list[dict[str, Any]]:
+    """Records as spool lines (the JSON objects of a spool segment, one per record)."""
     return [{"t": _DECISION, **d.to_json()} for d in decisions] + [
         {"t": _REQUEST, **r.to_json()} for r in reqs
     ]
@@ -245,7 +246,7 @@ class AuditWriter:
         return True
 
     async def _to_spool(self, batch: list[_Submission]) -> None:
-        lines = _to_spool(
+        lines = spool_lines(
             [d for s in batch for d in s.decisions], [r for s in batch for r in s.requests]
         )
         try:

@@ -27,6 +27,7 @@ __all__ = [
     "READY_PREFIX",
     "configure_parser",
     "fault_flags",
+    "fault_settings",
     "main",
     "run",
 ]
@@ -97,7 +98,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _fault_settings(args: argparse.Namespace) -> dict[str, Any]:
+def fault_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The fault settings given as flags (the inverse of :func:`fault_flags`)."""
     settings: dict[str, Any] = {}
     for field in _FAULT_FLAGS:
         value = getattr(args, "fault_models" if field == "models" else field, None)
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     scenario = scenarios.load_file(args.scenario) if args.scenario else scenarios.load_default()
-    fault_config = faults.FaultConfig.parse(_fault_settings(args))
+    fault_config = faults.FaultConfig.parse(fault_settings(args))
     try:
         sock = server.bind_socket(args.host, args.port)
     except OSError as e:

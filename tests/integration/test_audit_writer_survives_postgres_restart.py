@@ -118,7 +118,7 @@ async def test_records_spooled_by_a_process_that_stopped_are_replayed_at_the_nex
     left = spool.Spool(tmp_path)
     left.open()
     left.append(
-        writers._to_spool(
+        writers.spool_lines(
             [rows.decision_row(d, rows.AuditSettings()) for d in decisions("a", "left-behind", 2)],
             [],
         )
@@ -139,7 +139,7 @@ async def test_a_record_postgres_rejects_is_kept_aside_and_does_not_block_the_ot
     postgres_dsn: str, unique_name: str, tmp_path: Path
 ) -> None:
     good = [rows.decision_row(d, rows.AuditSettings()) for d in decisions("a", "fine", 3)]
-    lines = writers._to_spool(good, [])
+    lines = writers.spool_lines(good, [])
     # A line written by hand (not shaped): PostgreSQL cannot store a NUL character.
     poisoned = dict(lines[1], request_id="poisoned", input="a\u0000b")
     left = spool.Spool(tmp_path)

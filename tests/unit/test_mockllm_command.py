@@ -19,7 +19,7 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_defaults_serve_the_built_in_scenario_on_loopback() -> None:
     args = parse()
     assert (args.host, args.port, args.scenario, args.seed) == ("127.0.0.1", 8090, None, None)
-    assert command._fault_settings(args) == {}
+    assert command.fault_settings(args) == {}
 
 
 def test_fault_flags_round_trip_through_the_parser() -> None:
@@ -35,12 +35,12 @@ def test_fault_flags_round_trip_through_the_parser() -> None:
         models=("primary", "other"),
     )
     args = parse(*command.fault_flags(config))
-    assert faults.FaultConfig.parse(command._fault_settings(args)) == config
+    assert faults.FaultConfig.parse(command.fault_settings(args)) == config
 
 
 def test_fault_models_accept_commas_and_repetition() -> None:
     args = parse("--fault-models", "a,b", "--fault-models", "c", "--error-rate", "1")
-    assert command._fault_settings(args) == {"error_rate": 1.0, "models": ["a", "b", "c"]}
+    assert command.fault_settings(args) == {"error_rate": 1.0, "models": ["a", "b", "c"]}
 
 
 def test_default_fault_config_needs_no_flags() -> None:
