@@ -97,4 +97,6 @@ class Housekeeper:
                 await self._job(datetime.fromtimestamp(self._clock(), UTC))
             except errors.PilothouseError as e:
                 log.warning("audit housekeeping failed (retrying in %.0fs): %s", self._interval, e)
+            except Exception:  # a bug in one run must not end housekeeping for the pod's life
+                log.exception("audit housekeeping failed (retrying in %.0fs)", self._interval)
             await asyncio.sleep(self._interval)
