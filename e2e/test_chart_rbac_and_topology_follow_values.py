@@ -53,6 +53,7 @@ def test_cluster_scope_grants_one_cluster_role_and_no_roles(helm: helm_chart.Hel
         "apiextensions.k8s.io/customresourcedefinitions",
     }
     assert not any(r.startswith(PEERING_GROUP) for r in resources(role["rules"]))
+    assert "core/namespaces" not in resources(role["rules"])  # Kopf cluster-wide needs none
     args = helm_chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--all-namespaces" in args
 
@@ -67,7 +68,10 @@ def test_namespaced_scope_grants_a_role_per_watched_namespace(helm: helm_chart.H
     for binding in bindings:
         assert binding["subjects"][0]["namespace"] == NS
     cluster_role = helm_chart.one(docs, "ClusterRole", OPERATOR)
-    assert resources(cluster_role["rules"]) == {"apiextensions.k8s.io/customresourcedefinitions"}
+    assert resources(cluster_role["rules"]) == {
+        "apiextensions.k8s.io/customresourcedefinitions",
+        "core/namespaces",
+    }
     assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} == {"list", "watch"}
     args = helm_chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=a" in args
@@ -82,6 +86,7 @@ def test_namespaced_scope_without_crd_reads_has_nothing_cluster_wide(helm: helm_
             "rbac.scope=namespaced",
             "watchNamespaces={a}",
             "rbac.crdRead=false",
+            "rbac.namespaceRead=false",
             "tests.enabled=false",
         ],
     )

@@ -44,9 +44,6 @@ SCALING = {
     "targetQueueDepthPerReplica": 5,
     "scaleDownStabilizationSeconds": 300,
 }
-# What Kopf does in namespaced mode without the right to list namespaces: it falls back to
-# the exact names it was given (logged once). The chart grants nothing cluster-wide for it.
-KOPF_NAMESPACE_SCAN = api_recorder.Attributes("", "namespaces", "list")
 
 Rule = dict[str, Any]
 Grant = tuple[str, str, str]  # group, resource, verb
@@ -258,7 +255,7 @@ def test_operator_uses_exactly_the_granted_rules(
 
             def check() -> None:
                 operator.check_alive()
-                refused.update(recorder.attributes(refused=True) - {KOPF_NAMESPACE_SCAN})
+                refused.update(recorder.attributes(refused=True))
                 assert not refused, (
                     f"refused:\n{api_recorder.describe(refused)}\n{operator.log_tail()}"
                 )
@@ -276,22 +273,36 @@ def test_operator_uses_exactly_the_granted_rules(
     assert granted - allowed == set(), f"granted but never used: {show(granted - allowed)}"
 
 
-def _default_rules() -> list[Rule]:
-    """The default ClusterRole's rules, at collection time (they parametrize the test)."""
+BASE_SETS = ("runtime.redis.secretName=agent-redis",)
+PLACEHOLDER = "agent-namespace"  # replaced by the test's namespace
+NAMESPACED_SETS = (*BASE_SETS, "rbac.scope=namespaced", f"watchNamespaces={{{PLACEHOLDER}}}")
+
+
+def _rules_to_drop() -> list[tuple[tuple[str, ...], Rule]]:
+    """Each rule of the default ClusterRole, then each rule only namespaced scope adds to its
+    ClusterRole (Namespace reads), with the values that render it. Computed at collection time:
+    they parametrize the test."""
+    out: list[tuple[tuple[str, ...], Rule]] = []
     with tempfile.TemporaryDirectory() as home:
         helm = helm_chart.Helm(helm_chart.helm_binary_path(), Path(home))
-        docs = helm.template("rules", sets=["runtime.redis.secretName=agent-redis"])
-    return list(helm_chart.one(docs, "ClusterRole", "rules-pilothouse-operator")["rules"])
+        for sets in (BASE_SETS, NAMESPACED_SETS):
+            docs = helm.template("rules", sets=list(sets))
+            role = helm_chart.one(docs, "ClusterRole", "rules-pilothouse-operator")
+            known = [rule for _, rule in out]
+            out += [(sets, rule) for rule in role["rules"] if rule not in known]
+    return out
+
+
+RULES_TO_DROP = _rules_to_drop()
 
 
 def _rule_id(rule: Rule) -> str:
     return ",".join(f"{g or 'core'}/{r}" for g in rule["apiGroups"] for r in rule["resources"])
 
 
-DEFAULT_RULES = _default_rules()
-
-
-@pytest.mark.parametrize("dropped", DEFAULT_RULES, ids=_rule_id)
+@pytest.mark.parametrize(
+    ("sets", "dropped"), RULES_TO_DROP, ids=[_rule_id(r) for _, r in RULES_TO_DROP]
+)
 def test_without_any_one_rule_the_operator_is_refused(
     k8s_cluster: Cluster,
     helm: helm_chart.Helm,
@@ -299,9 +310,11 @@ def test_without_any_one_rule_the_operator_is_refused(
     agent_ns: str,
     redis_server: devservers.RedisServer,
     tmp_path: Path,
+    sets: tuple[str, ...],
     dropped: Rule,
 ) -> None:
-    release = Release(k8s_cluster, helm, k8s_namespace, ["runtime.redis.secretName=agent-redis"])
+    values = [item.replace(PLACEHOLDER, agent_ns) for item in sets]
+    release = Release(k8s_cluster, helm, k8s_namespace, values)
     release.apply(drop=lambda rule: rule == dropped)
     server, ca = chart_operator.api_server(k8s_cluster, tmp_path)
     wanted = {(g, r) for g in dropped["apiGroups"] for r in dropped["resources"]}

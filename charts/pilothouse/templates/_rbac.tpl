@@ -52,6 +52,13 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
 
 {{/* Rules only a ClusterRole can hold. */}}
 {{- define "pilothouse.operator.clusterRules" -}}
+{{- if and (not (include "pilothouse.clusterwide" .)) .Values.rbac.namespaceRead }}
+# Kopf, given namespaces to watch, lists and watches namespaces to find them (without it, it
+# retries for about a minute before it starts, then assumes they exist).
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- if .Values.rbac.crdRead }}
 # Kopf notices CRDs installed or upgraded while it runs.
 - apiGroups: ["apiextensions.k8s.io"]
