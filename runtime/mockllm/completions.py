@@ -101,6 +101,19 @@ def _fail(
     return errors.InvalidRequestError(message, param=param, code=code)
 
 
+def _missing(param: str, why: str = "") -> errors.InvalidRequestError:
+    """``param`` is required (``why``: a sentence saying so, after the standard one)."""
+    message = f"Missing required parameter: '{param}'." + (f" {why}" if why else "")
+    return _fail(message, param, "missing_required_parameter")
+
+
+def _wrong_type(param: str, expected: str, value: object) -> errors.InvalidRequestError:
+    """``param`` holds ``value``, which is not ``expected`` (e.g. "an object")."""
+    return _fail(
+        f"Invalid type for '{param}': expected {expected}, got {_type_name(value)}.", param
+    )
+
+
 def _type_name(value: object) -> str:
     if value is None:
         return "null"
@@ -119,9 +132,7 @@ def _type_name(value: object) -> str:
 
 def _expect_str(value: object, param: str, *, allow_empty: bool = True) -> str:
     if not isinstance(value, str):
-        raise _fail(
-            f"Invalid type for '{param}': expected a string, got {_type_name(value)}.", param
-        )
+        raise _wrong_type(param, "a string", value)
     if not allow_empty and not value:
         raise _fail(f"Invalid value for '{param}': must not be empty.", param, "invalid_value")
     return value
@@ -136,48 +147,30 @@ def _content_text(value: object, param: str) -> str:
         for i, part in enumerate(value):
             p = f"{param}[{i}]"
             if not isinstance(part, dict):
-                raise _fail(
-                    f"Invalid type for '{p}': expected an object, got {_type_name(part)}.", p
-                )
+                raise _wrong_type(p, "an object", part)
             kind = part.get("type")
             if not isinstance(kind, str):
-                raise _fail(
-                    f"Missing required parameter: '{p}.type'.",
-                    f"{p}.type",
-                    "missing_required_parameter",
-                )
+                raise _missing(f"{p}.type")
             if kind == "text":
                 texts.append(_expect_str(part.get("text"), f"{p}.text"))
         return "".join(texts)
-    raise _fail(
-        f"Invalid type for '{param}': expected a string or an array of content parts, "
-        f"got {_type_name(value)}.",
-        param,
-    )
+    raise _wrong_type(param, "a string or an array of content parts", value)
 
 
 def _parse_tool_calls(value: object, param: str) -> tuple[ToolCall, ...]:
     if not isinstance(value, list):
-        raise _fail(
-            f"Invalid type for '{param}': expected an array, got {_type_name(value)}.", param
-        )
+        raise _wrong_type(param, "an array", value)
     calls: list[ToolCall] = []
     for i, raw in enumerate(value):
         p = f"{param}[{i}]"
         if not isinstance(raw, dict):
-            raise _fail(f"Invalid type for '{p}': expected an object, got {_type_name(raw)}.", p)
+            raise _wrong_type(p, "an object", raw)
         if "id" not in raw:
-            raise _fail(
-                f"Missing required parameter: '{p}.id'.", f"{p}.id", "missing_required_parameter"
-            )
+            raise _missing(f"{p}.id")
         call_id = _expect_str(raw["id"], f"{p}.id", allow_empty=False)
         function = raw.get("function")
         if not isinstance(function, dict):
-            raise _fail(
-                f"Missing required parameter: '{p}.function'.",
-                f"{p}.function",
-                "missing_required_parameter",
-            )
+            raise _missing(f"{p}.function")
         name = _expect_str(function.get("name"), f"{p}.function.name", allow_empty=False)
         arguments = function.get("arguments", "")
         arguments = _expect_str(arguments, f"{p}.function.arguments")
@@ -188,15 +181,9 @@ def _parse_tool_calls(value: object, param: str) -> tuple[ToolCall, ...]:
 def _parse_message(raw: object, i: int) -> Message:
     param = f"messages[{i}]"
     if not isinstance(raw, dict):
-        raise _fail(
-            f"Invalid type for '{param}': expected an object, got {_type_name(raw)}.", param
-        )
+        raise _wrong_type(param, "an object", raw)
     if "role" not in raw:
-        raise _fail(
-            f"Missing required parameter: '{param}.role'.",
-            f"{param}.role",
-            "missing_required_parameter",
-        )
+        raise _missing(f"{param}.role")
     role = raw["role"]
     if not isinstance(role, str) or role not in ROLES:
         raise _fail(
@@ -211,11 +198,7 @@ def _parse_message(raw: object, i: int) -> Message:
         tool_calls = _parse_tool_calls(raw["tool_calls"], f"{param}.tool_calls")
     if content_raw is None:
         if role != "assistant" or not tool_calls:
-            raise _fail(
-                f"Missing required parameter: '{param}.content'.",
-                f"{param}.content",
-                "missing_required_parameter",
-            )
+            raise _missing(f"{param}.content")
         content = ""
     else:
         content = _content_text(content_raw, f"{param}.content")
@@ -225,11 +208,9 @@ def _parse_message(raw: object, i: int) -> Message:
     tool_call_id: str | None = None
     if role == "tool":
         if "tool_call_id" not in raw or raw["tool_call_id"] is None:
-            raise _fail(
-                f"Missing required parameter: '{param}.tool_call_id'. A message with role "
-                "'tool' must say which tool call it answers.",
+            raise _missing(
                 f"{param}.tool_call_id",
-                "missing_required_parameter",
+                "A message with role 'tool' must say which tool call it answers.",
             )
         tool_call_id = _expect_str(raw["tool_call_id"], f"{param}.tool_call_id", allow_empty=False)
     return Message(
@@ -243,15 +224,13 @@ def _parse_message(raw: object, i: int) -> Message:
 
 def _parse_tools(value: object) -> tuple[tuple[str, ...], int]:
     if not isinstance(value, list):
-        raise _fail(
-            f"Invalid type for 'tools': expected an array, got {_type_name(value)}.", "tools"
-        )
+        raise _wrong_type("tools", "an array", value)
     names: list[str] = []
     chars = 0
     for i, raw in enumerate(value):
         p = f"tools[{i}]"
         if not isinstance(raw, dict):
-            raise _fail(f"Invalid type for '{p}': expected an object, got {_type_name(raw)}.", p)
+            raise _wrong_type(p, "an object", raw)
         kind = raw.get("type", "function")
         if kind != "function":
             raise _fail(
@@ -261,17 +240,9 @@ def _parse_tools(value: object) -> tuple[tuple[str, ...], int]:
             )
         function = raw.get("function")
         if not isinstance(function, dict):
-            raise _fail(
-                f"Missing required parameter: '{p}.function'.",
-                f"{p}.function",
-                "missing_required_parameter",
-            )
+            raise _missing(f"{p}.function")
         if "name" not in function:
-            raise _fail(
-                f"Missing required parameter: '{p}.function.name'.",
-                f"{p}.function.name",
-                "missing_required_parameter",
-            )
+            raise _missing(f"{p}.function.name")
         name = _expect_str(function["name"], f"{p}.function.name", allow_empty=False)
         description = function.get("description")
         if description is not None:
@@ -279,11 +250,7 @@ def _parse_tools(value: object) -> tuple[tuple[str, ...], int]:
         parameters = function.get("parameters")
         if parameters is not None:
             if not isinstance(parameters, dict):
-                raise _fail(
-                    f"Invalid type for '{p}.function.parameters': expected an object, "
-                    f"got {_type_name(parameters)}.",
-                    f"{p}.function.parameters",
-                )
+                raise _wrong_type(f"{p}.function.parameters", "an object", parameters)
             chars += len(orjson.dumps(parameters))
         names.append(name)
         chars += len(name)
@@ -306,11 +273,7 @@ def _parse_tool_choice(value: object, tools: Sequence[str]) -> str | None:
         function = value.get("function")
         name = function.get("name") if isinstance(function, dict) else None
         if not isinstance(name, str) or not name:
-            raise _fail(
-                "Missing required parameter: 'tool_choice.function.name'.",
-                "tool_choice.function.name",
-                "missing_required_parameter",
-            )
+            raise _missing("tool_choice.function.name")
         if name not in tools:
             raise _fail(
                 f"Invalid value for 'tool_choice': function {name!r} is not among 'tools'.",
@@ -318,10 +281,7 @@ def _parse_tool_choice(value: object, tools: Sequence[str]) -> str | None:
                 "invalid_value",
             )
         return name
-    raise _fail(
-        f"Invalid type for 'tool_choice': expected a string or an object, got {_type_name(value)}.",
-        "tool_choice",
-    )
+    raise _wrong_type("tool_choice", "a string or an object", value)
 
 
 def _optional_int(body: Mapping[str, Any], key: str, *, minimum: int) -> int | None:
@@ -329,7 +289,7 @@ def _optional_int(body: Mapping[str, Any], key: str, *, minimum: int) -> int | N
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(f"Invalid type for '{key}': expected an integer, got {_type_name(value)}.", key)
+        raise _wrong_type(key, "an integer", value)
     if value < minimum:
         raise _fail(
             f"Invalid value for '{key}': {value} is below the minimum of {minimum}.",
@@ -344,7 +304,7 @@ def _optional_number(body: Mapping[str, Any], key: str, low: float, high: float)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(f"Invalid type for '{key}': expected a number, got {_type_name(value)}.", key)
+        raise _wrong_type(key, "a number", value)
     if not low <= value <= high:
         raise _fail(
             f"Invalid value for '{key}': {value} is outside [{low:g}, {high:g}].",
@@ -367,18 +327,13 @@ def parse_chat_request(body: bytes) -> ChatRequest:
             f"The request body must be a JSON object, got {_type_name(data)}.", None, "invalid_json"
         )
     if "model" not in data:
-        raise _fail("Missing required parameter: 'model'.", "model", "missing_required_parameter")
+        raise _missing("model")
     model = _expect_str(data["model"], "model", allow_empty=False)
     if "messages" not in data:
-        raise _fail(
-            "Missing required parameter: 'messages'.", "messages", "missing_required_parameter"
-        )
+        raise _missing("messages")
     raw_messages = data["messages"]
     if not isinstance(raw_messages, list):
-        raise _fail(
-            f"Invalid type for 'messages': expected an array, got {_type_name(raw_messages)}.",
-            "messages",
-        )
+        raise _wrong_type("messages", "an array", raw_messages)
     if not raw_messages:
         raise _fail(
             "Invalid 'messages': empty array. Expected an array with minimum length 1.",
@@ -399,18 +354,12 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     _optional_int(data, "n", minimum=1)
     stream = data.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise _fail(
-            f"Invalid type for 'stream': expected a boolean, got {_type_name(stream)}.", "stream"
-        )
+        raise _wrong_type("stream", "a boolean", stream)
     include_usage = False
     options = data.get("stream_options")
     if options is not None:
         if not isinstance(options, dict):
-            raise _fail(
-                "Invalid type for 'stream_options': expected an object, "
-                f"got {_type_name(options)}.",
-                "stream_options",
-            )
+            raise _wrong_type("stream_options", "an object", options)
         include_usage = options.get("include_usage") is True
     return ChatRequest(
         model=model,
