@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import helm_chart
 import jsonschema
@@ -40,7 +41,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> helm_chart.Helm:
     return helm_chart.helm(tmp_path_factory.mktemp("helm"))
 
 
-def _merge(base: dict, override: dict) -> dict:  # type: ignore[type-arg]
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
