@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench serving")
     parser.add_argument("--levels", default="1,8,64,256")
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--cpu-clients", type=int, default=32)
     parser.add_argument("--demo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--llm", help=argparse.SUPPRESS)
@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             _wait_http(f"http://127.0.0.1:{demo_port}{PATH}")
             with testing.RuntimeProcess(runtime_config(llm.url), env=env) as rt:
                 systems = {"demo": (demo_port, demo.pid), "runtime": (rt.port, rt.pid)}
+                for port, _ in systems.values():  # connection pools, caches, first-use paths
+                    asyncio.run(_load(port, 16, args.warmup))
                 for llm_ms, points in ((50, levels), (0, [args.cpu_clients])):
                     llm.admin.set_faults(latency_ms=llm_ms)
                     for i, clients in enumerate(points):
