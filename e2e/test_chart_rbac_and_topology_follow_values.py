@@ -151,6 +151,7 @@ def test_runtime_defaults_reach_the_operator_as_flags(helm: helm_chart.Helm) -> 
             "runtime.postgres.secretName=pg",
             "runtime.postgres.secretKey=uri",
             "runtime.otlpEndpoint=http://otel:4318",
+            "runtime.image.pullPolicy=Always",
         ],
     )
 
@@ -160,6 +161,7 @@ def test_runtime_defaults_reach_the_operator_as_flags(helm: helm_chart.Helm) -> 
     args = container["args"]
     assert "--runtime-image=registry.example/pilothouse:1.2.3" in args
     assert "--otlp-endpoint=http://otel:4318" in args
+    assert "--runtime-image-pull-policy=Always" in args
     joined = " ".join(args)
     assert "redis" in joined
     assert "pg" in joined
@@ -190,6 +192,8 @@ def test_operator_accepts_the_rendered_arguments(
         assert postgres.key == runtime["postgres"].get("secretKey", "dsn")
     assert operator_settings.runtime.otlp_endpoint == runtime.get("otlpEndpoint")
     assert operator_settings.runtime.image == container["image"]
+    pull_policy = runtime.get("image", {}).get("pullPolicy") or None
+    assert operator_settings.runtime.image_pull_policy == pull_policy
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports[container["livenessProbe"]["httpGet"]["port"]] == operator_settings.liveness_port
     assert ports["metrics"] == operator_settings.metrics_port
