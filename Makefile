@@ -10,6 +10,7 @@ SRC         := runtime operator tests e2e bench
 PYTEST_ARGS ?=
 
 include e2e/cluster/cluster.mk
+include charts/chart.mk
 
 .PHONY: help setup lint fmt typecheck test test-unit test-integration test-e2e demo bench crds clean
 
