@@ -208,7 +208,7 @@ def _wait_http(url: str, timeout: float = 30) -> None:
 def _report(runs: list[Run], meta: dict[str, Any]) -> dict[str, Any]:
     by = {(r.system, r.clients, r.llm_ms): r for r in runs}
     compared = []
-    for (system, clients, llm_ms), r in sorted(by.items()):
+    for (system, clients, llm_ms), r in sorted(by.items(), key=lambda kv: (-kv[0][2], kv[0][1])):
         if system != "runtime":
             continue
         d = by[("demo", clients, llm_ms)]
