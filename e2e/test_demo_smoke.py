@@ -72,7 +72,7 @@ def test_every_step_is_reported_done(demo_output: str) -> None:
     steps = re.findall(r"^\[(\d)/7\] ", demo_output, re.M)
 
     assert steps == [str(n) for n in range(1, 8)]
-    assert "Demo complete: all 7 steps worked" in demo_output
+    assert "Demo complete: all 7 steps worked." in demo_output
 
 
 def test_the_agent_answers_the_write_ups_questions(demo_output: str) -> None:

@@ -90,13 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" logs in {run._rel(opts.workdir)}/ and {run._rel(opts.state_dir)}/logs/",
     )
     procs = stack.Stack(opts.workdir)
-    code = 1
+    code, timings = 1, ""
     try:
         agent = run.setup(opts, out, procs)
         talk = scenes.converse(agent)
         scenes.look_inside(agent, talk)
         scenes.flood(agent)
         code = 0
+        timings = out.timings()
     except waiting.DemoError as e:
         out.failed(str(e))
     except KeyboardInterrupt:
@@ -114,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _teardown(out, procs)
     if code == 0:
         out.plain()
-        out.plain(out.bold(f"Demo complete: all {STEPS} steps worked in {out.elapsed():.0f} s."))
+        out.plain(out.bold(f"Demo complete: all {STEPS} steps worked."))
+        out.block(timings)
     return code
 
 

@@ -62,6 +62,7 @@ class Console:
         self.width = max(80, min(shutil.get_terminal_size((100, 24)).columns, 120))
         self.current = 0
         self.started = time.monotonic()
+        self._steps: list[tuple[str, float]] = []  # short name, start
 
     # ---------------------------------------------------------------------------- styling
 
@@ -97,8 +98,9 @@ class Console:
         if note:
             self._write(self.dim(note))
 
-    def step(self, title: str) -> None:
-        """Start the next numbered step."""
+    def step(self, title: str, *, short: str) -> None:
+        """Start the next numbered step (``short`` names it in :meth:`timings`)."""
+        self._steps.append((short, time.monotonic()))
         self.current += 1
         self._write()
         self._write(self.bold(f"[{self.current}/{self.steps}] {title}"))
@@ -141,7 +143,7 @@ class Console:
     def block(self, text: str, *, extra_indent: str = "  ") -> None:
         """Multi-line output (a table, a command's output), indented under the step."""
         for line in text.rstrip("\n").splitlines():
-            self._write(f"{INDENT}{extra_indent}{line}")
+            self._write(f"{INDENT}{extra_indent}{line}".rstrip())
 
     def heading(self, text: str) -> None:
         """A sub-heading inside a step."""
@@ -169,6 +171,16 @@ class Console:
             yield took
         finally:
             took[0] = time.monotonic() - started
+
+    def timings(self) -> str:
+        """How long each step took, as a table (the last one ends now)."""
+        ends = [start for _, start in self._steps[1:]] + [time.monotonic()]
+        rows = [
+            [f"{i}", name, f"{end - start:.1f} s"]
+            for i, ((name, start), end) in enumerate(zip(self._steps, ends, strict=True), 1)
+        ]
+        rows.append(["", "total (teardown not included)", f"{self.elapsed():.1f} s"])
+        return table(["step", "", "time"], rows, right=(0, 2))
 
     def elapsed(self) -> float:
         """Seconds since the demo started."""

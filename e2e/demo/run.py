@@ -80,7 +80,7 @@ def setup(opts: Options, out: console.Console, procs: stack.Stack) -> Agent:
     local, cluster = _start_services(opts, out, procs)
     k = kube.Kube(cluster)
     _install_chart_and_operator(opts, out, procs, k, cluster)
-    spec = _apply_examples(out, k, local)
+    spec = _apply_examples(out, k, local, procs.logs / "operator.log")
     return _start_runtime(opts, out, procs, k, local, spec)
 
 
@@ -90,7 +90,10 @@ def setup(opts: Options, out: console.Console, procs: stack.Stack) -> Agent:
 def _start_services(
     opts: Options, out: console.Console, procs: stack.Stack
 ) -> tuple[manifests.LocalServices, Any]:
-    out.step("Start the local stack: Kubernetes control plane, Redis, PostgreSQL, mock LLM, tools")
+    out.step(
+        "Start the local stack: Kubernetes control plane, Redis, PostgreSQL, mock LLM, tools",
+        short="local stack",
+    )
     log_file = opts.workdir / "logs" / "cluster.log"
 
     def to_file(message: str) -> None:
@@ -167,7 +170,10 @@ def _helm_template(opts: Options, cluster: Any) -> list[dict[str, Any]]:
 def _install_chart_and_operator(
     opts: Options, out: console.Console, procs: stack.Stack, k: kube.Kube, cluster: Any
 ) -> None:
-    out.step("Install the Helm chart's CRDs and RBAC; run the operator as its ServiceAccount")
+    out.step(
+        "Install the Helm chart's CRDs and RBAC; run the operator as its ServiceAccount",
+        short="chart and operator",
+    )
     with out.timed() as t:
         parts = manifests.chart_parts(_helm_template(opts, cluster), namespace=OPERATOR_NAMESPACE)
         k.apply([_namespace(OPERATOR_NAMESPACE)])
@@ -228,9 +234,12 @@ def _namespace(name: str) -> dict[str, Any]:
 
 
 def _apply_examples(
-    out: console.Console, k: kube.Kube, local: manifests.LocalServices
+    out: console.Console, k: kube.Kube, local: manifests.LocalServices, operator_log: Path
 ) -> dict[str, Any]:
-    out.step(f"Apply crds/examples/ to namespace {NAMESPACE}, pointed at the local services")
+    out.step(
+        f"Apply crds/examples/ to namespace {NAMESPACE}, pointed at the local services",
+        short="examples to Ready",
+    )
     docs = []
     for path in sorted(EXAMPLES.glob("*.yaml")):
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
@@ -250,7 +259,10 @@ def _apply_examples(
             what=f"agd/{AGENT} Ready",
             timeout=READY_TIMEOUT,
             hold=READY_HOLD,
-            describe=lambda a: json.dumps((a.get("status") or {}).get("conditions")),
+            describe=lambda a: (
+                json.dumps((a.get("status") or {}).get("conditions"))
+                + f"; the operator's log: {_rel(operator_log)}"
+            ),
         )
     status = agent["status"]
     policies = ", ".join(p["name"] for p in status.get("appliedPolicies", []))
@@ -275,7 +287,10 @@ def _start_runtime(
     local: manifests.LocalServices,
     spec: dict[str, Any],
 ) -> Agent:
-    out.step("Run the agent's runtime (pilothouse serve) with the config the operator rendered")
+    out.step(
+        "Run the agent's runtime (pilothouse serve) with the config the operator rendered",
+        short="runtime",
+    )
     configmap = k.get("configmap", f"{AGENT}-runtime", NAMESPACE)
     deployment = k.get("deployment", AGENT, NAMESPACE)
     if configmap is None or deployment is None:
@@ -295,10 +310,11 @@ def _start_runtime(
     with out.timed() as t:
         worker = procs.runtime(cfg, role="worker", env=env)
         api = procs.runtime(cfg, role="api", env=env)
-    out.done("pilothouse serve --role api", f"{api.url} (HTTP API)", t[0])
+    out.done("runtime API", f"pilothouse serve --role api: {api.url}", t[0])
     out.done(
-        "pilothouse serve --role worker",
-        f"{cfg.workers.concurrency} concurrent workers on the agent's Redis stream",
+        "runtime workers",
+        f"pilothouse serve --role worker: {cfg.workers.concurrency} concurrent workers on the"
+        " agent's Redis stream",
     )
     out.note(
         "A pod runs both roles in one process; here they are two, so step 7 can stop the"

@@ -28,7 +28,7 @@ import httpx
 import redis
 from prometheus_client import parser
 
-from demo import console, manifests, run, waiting
+from demo import console, kube, manifests, run, waiting
 from pilothouse.runtime import queue, requests
 
 __all__ = ["ASKS", "converse", "flood", "look_inside"]
@@ -103,7 +103,10 @@ class Conversation:
 
 def converse(agent: run.Agent) -> Conversation:
     out = agent.out
-    out.step("Ask the agent the original write-up's questions (POST /v1/requests?wait=30)")
+    out.step(
+        "Ask the agent the original write-up's questions (POST /v1/requests?wait=30)",
+        short="requests",
+    )
     session = f"demo-session-{uuid.uuid4().hex[:8]}"
     talk = Conversation()
     with httpx.Client(base_url=agent.api.url, timeout=ANSWER_WAIT + 10) as http:
@@ -168,7 +171,7 @@ def _results_table(talk: Conversation) -> str:
 
 def look_inside(agent: run.Agent, talk: Conversation) -> None:
     out = agent.out
-    out.step("Look inside: decision history, metrics, the agent's status")
+    out.step("Look inside: decision history, metrics, the agent's status", short="look inside")
     out.heading("Decision history from the audit trail in PostgreSQL (pilothouse history)")
     for ask in (ASKS[1], ASKS[-1]):
         out.plain()
@@ -262,7 +265,15 @@ def flood(agent: run.Agent) -> None:
     want = manifests.expected_replicas(count, scaling)
     low = manifests.expected_replicas(0, scaling)
     target = scaling.get("targetQueueDepthPerReplica", 10)
-    out.step(f"Flood the queue with {count} requests: the operator scales up, then down")
+    if want <= low:
+        raise waiting.DemoError(
+            f"a flood of {count} requests at {target} per replica scales nothing:"
+            f" use --flood {low * int(target) + 1} or more"
+        )
+    out.step(
+        f"Flood the queue with {count} requests: the operator scales up, then down",
+        short="flood and scaling",
+    )
     with out.timed() as t:
         agent.worker.stop()
     out.done("workers stopped", "SIGTERM, drained: new requests now wait in the Redis stream", t[0])
@@ -293,7 +304,9 @@ def flood(agent: run.Agent) -> None:
             f"{want} replicas",
         )
     out.done(
-        f"scaled up 1 -> {want} replicas", "Deployment patched by the operator's autoscaler", t[0]
+        f"scaled up {low} -> {want} replicas",
+        "Deployment patched by the operator's autoscaler",
+        t[0],
     )
     out.block(k.show("get", "agd", run.AGENT, "-n", run.NAMESPACE, "-o", "wide"))
     out.note("KWOK's pods run nothing, so here the one local worker process drains the queue.")
@@ -325,7 +338,8 @@ def flood(agent: run.Agent) -> None:
     waited = time.monotonic() - drained
     out.done(
         f"scaled down {want} -> {low}",
-        f"{waited:.1f} s after the queue emptied (window {window} s)",
+        f"{waited:.1f} s after the queue emptied (the {window} s window counts from the"
+        " operator's last reading of a full queue)",
     )
     events = k.items("events", run.NAMESPACE, f"--field-selector=involvedObject.name={run.AGENT}")
     rows = [
@@ -343,6 +357,8 @@ class _Scale:
     desired: int | None
     replicas: int
     ready: int
+    scaling: str = field(default="", compare=False)
+    """The ScalingActive condition, to say why the operator does not scale (not compared)."""
 
 
 def _scale(agent: run.Agent) -> _Scale:
@@ -353,6 +369,9 @@ def _scale(agent: run.Agent) -> _Scale:
         desired=status.get("desiredReplicas"),
         replicas=int(status.get("replicas") or 0),
         ready=int(status.get("readyReplicas") or 0),
+        scaling=" ".join(
+            str(kube.condition(obj, "ScalingActive").get(k, "")) for k in ("status", "message")
+        ),
     )
 
 
@@ -363,7 +382,7 @@ def _follow(
 
     def show(s: _Scale) -> None:
         agent.out.info(
-            agent.out.dim(f"+{time.monotonic() - since:5.1f} s")
+            agent.out.dim(f"{f'+{time.monotonic() - since:.1f} s':>7}")
             + f"  queue {s.queue if s.queue is not None else '-':>3}"
             f"  desired {s.desired if s.desired is not None else '-':>2}"
             f"  replicas {s.replicas:>2}  ready {s.ready:>2}"
