@@ -8,8 +8,9 @@
 * ``GET /v1/requests/{id}``: state and result, from any replica. ``GET .../decisions``: the
   decision history from the audit store.
 * ``POST /agent/process``: the original write-up's synchronous call (enqueue and wait).
-* ``GET /v1/escalations``, ``POST /v1/escalations/{id}/approve|deny``: approval re-enqueues
-  the request with ``approved_escalation`` set, so a worker resumes it.
+* ``GET /v1/escalations``, ``POST /v1/escalations/{id}/approve|deny``
+  (:mod:`api_escalations`): approval re-enqueues the request with ``approved_escalation`` set,
+  so a worker resumes it.
 * ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``.
 
 Every error is a JSON :class:`api_models.ErrorBody` naming the problem: 400 invalid JSON, 401,
@@ -21,7 +22,6 @@ The body limit, authentication, metrics and the server span are the :mod:`edge` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Protocol
 
@@ -34,7 +34,9 @@ from fastapi.responses import Response
 from starlette import exceptions as starlette_exceptions
 
 from pilothouse.runtime import (
+    api_escalations,
     api_models,
+    api_responses,
     config,
     edge,
     envelopes,
@@ -42,6 +44,7 @@ from pilothouse.runtime import (
     metrics,
     probes,
     queue,
+    replies,
     requests,
     telemetry,
     tokens,
@@ -49,70 +52,22 @@ from pilothouse.runtime import (
 )
 
 __all__ = [
-    "EscalationDecided",
-    "EscalationDesk",
-    "EscalationNotFound",
     "HistoryReader",
     "Services",
     "create_app",
 ]
 
-ESCALATION_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$"
 RequestId = Annotated[
     str, Path(pattern=requests.REQUEST_ID_PATTERN, description="The request's id.")
 ]
-EscalationId = Annotated[
-    str, Path(pattern=ESCALATION_ID_PATTERN, description="The escalation's id.")
-]
 SYNC_WAIT_MARGIN_SECONDS: Final = 5.0
 """``POST /agent/process`` waits the request's deadline plus this (queueing, storing)."""
-_ERROR_CODES: Final = {
-    400: "invalid_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    429: "queue_full",
-    503: "unavailable",
-    504: "timeout",
-}
 
 
 class HistoryReader(Protocol):
     """Reads a request's decision records, JSON-ready, from the audit store (step order)."""
 
     async def __call__(self, request_id: str) -> list[dict[str, Any]]: ...
-
-
-class EscalationNotFound(errors.UsageError):
-    """No pending or decided escalation has this id."""
-
-
-class EscalationDecided(errors.UsageError):
-    """The escalation was approved, denied or expired already."""
-
-
-class EscalationDesk(Protocol):
-    """Pending approvals, as the API needs them (serving adapts the escalation store)."""
-
-    async def pending(self) -> list[dict[str, Any]]:
-        """Pending escalations, JSON-ready, oldest first."""
-        ...
-
-    async def approve(
-        self, escalation_id: str, *, by: str | None, note: str | None
-    ) -> requests.AgentRequest:
-        """Approve; returns the request to re-enqueue (``approved_escalation`` set)."""
-        ...
-
-    async def deny(
-        self, escalation_id: str, *, by: str | None, reason: str | None
-    ) -> requests.AgentResult:
-        """Deny; the request ends (answered and audited); returns its final answer."""
-        ...
 
 
 @dataclass
@@ -122,36 +77,10 @@ class Services:
     cfg: config.RuntimeConfig
     health: probes.Health
     work_queue: queue.WorkQueue | None = None
-    waiter: queue.ResultWaiter | None = None
+    waiter: replies.ResultWaiter | None = None
     history: HistoryReader | None = None
-    escalations: EscalationDesk | None = None
+    escalations: api_escalations.EscalationDesk | None = None
     token_file: tokens.TokenFile | None = None
-
-
-def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
-def _error(status: int, message: str, *, detail: Any = None, **headers: str) -> Response:
-    code = _ERROR_CODES.get(status, "error")
-    return _json(status, edge.error_body(code, message, detail), headers or None)
-
-
-def _where(loc: Sequence[Any]) -> str:
-    return ".".join(str(p) for p in loc) or "request"
-
-
-_ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    s: {"model": api_models.ErrorBody, "description": d}
-    for s, d in (
-        (400, "Malformed JSON."),
-        (401, "Missing or unknown bearer token (when authentication is on)."),
-        (413, "Body larger than server.maxBodyBytes."),
-        (415, "Body not JSON."),
-        (422, "A field is missing, has the wrong type, is unknown or out of bounds."),
-        (503, "Redis or PostgreSQL unreachable; retry later."),
-    )
-}
 
 
 def create_app(services: Services) -> FastAPI:
@@ -172,7 +101,7 @@ def create_app(services: Services) -> FastAPI:
     _install_error_handlers(app)
     if services.work_queue is not None:
         _install_request_routes(app, services)
-        _install_escalation_routes(app, services)
+        api_escalations.install(app, lambda: services.escalations)
     _install_probes(app, services)
     _install_openapi(app, services)
     app.add_middleware(
@@ -192,37 +121,28 @@ def _install_error_handlers(app: FastAPI) -> None:
             p = next(p for p in problems if p.get("type") == "json_invalid")
             why = (p.get("ctx") or {}).get("error", "invalid JSON")
             pos = p["loc"][-1] if p.get("loc") else "?"
-            return _error(400, f"the body is not valid JSON: {why} (at character {pos})")
+            message = f"the body is not valid JSON: {why} (at character {pos})"
+            return api_responses.error(400, message)
         detail = [
             {"loc": list(p.get("loc", ())), "msg": p.get("msg", ""), "type": p.get("type", "")}
             for p in problems
         ]
-        message = "; ".join(f"{_where(d['loc'])}: {d['msg']}" for d in detail)
-        return _error(422, message or "invalid request", detail=detail)
+        message = "; ".join(f"{api_responses.where(d['loc'])}: {d['msg']}" for d in detail)
+        return api_responses.error(422, message or "invalid request", detail=detail)
 
     @app.exception_handler(starlette_exceptions.HTTPException)
     async def http_error(_: Request, exc: starlette_exceptions.HTTPException) -> Response:
         message = str(exc.detail)
         if isinstance(exc.__cause__, RecursionError):
             message = "the body is not valid JSON: nested too deeply"
-        return _error(exc.status_code, message, **(exc.headers or {}))
+        return api_responses.error(exc.status_code, message, **(exc.headers or {}))
 
     @app.exception_handler(errors.DependencyUnavailable)
     async def unavailable(_: Request, exc: errors.DependencyUnavailable) -> Response:
-        return _error(503, str(exc), **{"Retry-After": "1"})
+        return api_responses.error(503, str(exc), **{"Retry-After": "1"})
 
 
 # ------------------------------------------------------------------------------ requests
-
-
-def _result_response(status: int, result_json: bytes) -> Response:
-    return _json(status, result_json)
-
-
-def _accepted(request_id: str) -> Response:
-    location = f"/v1/requests/{request_id}"
-    body = orjson.dumps({"request_id": request_id, "state": "queued"})
-    return _json(202, body, {"Location": location})
 
 
 def _install_request_routes(app: FastAPI, services: Services) -> None:
@@ -239,7 +159,7 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             return None
         message = f"body.input: {len(body.input)} characters, the limit is {limit}"
         detail = [{"loc": ["body", "input"], "msg": message, "type": "string_too_long"}]
-        return _error(422, message, detail=detail)
+        return api_responses.error(422, message, detail=detail)
 
     async def poll_state(request_id: str, within: float) -> envelopes.RequestState | None:
         """For a request accepted by another call: its state once done, within a bound."""
@@ -270,7 +190,7 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             outcome = await q.enqueue(envelope)
         except queue.QueueFull as e:
             rejected.inc()
-            return _error(429, str(e), **{"Retry-After": str(e.retry_after)})
+            return api_responses.error(429, str(e), **{"Retry-After": str(e.retry_after)})
         except BaseException:
             if fut is not None and waiter is not None:
                 waiter.forget(rid, fut)
@@ -282,14 +202,14 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             if outcome.state == "queued" and wait > 0:
                 state = await poll_state(rid, wait)
             if state is not None and state.state == "done" and state.result_json is not None:
-                return _result_response(200, state.result_json)
-            return _accepted(rid)
+                return api_responses.json_response(200, state.result_json)
+            return api_responses.accepted(rid)
         backlog_gauge.set(outcome.backlog)
         if fut is not None and waiter is not None:
             result = await waiter.wait(rid, fut, wait)
             if result is not None:
-                return _result_response(200, result)
-        return _accepted(rid)
+                return api_responses.json_response(200, result)
+        return api_responses.accepted(rid)
 
     @app.post(
         "/v1/requests",
@@ -301,7 +221,7 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             200: {"model": requests.AgentResult, "description": "Answered within the wait."},
             202: {"model": api_models.Accepted, "description": "Accepted, not answered yet."},
             429: {"model": api_models.ErrorBody, "description": "Queue full; see Retry-After."},
-            **_ERROR_RESPONSES,
+            **api_responses.ERROR_RESPONSES,
         },
     )
     async def post_request(
@@ -326,7 +246,7 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             200: {"model": requests.AgentResult, "description": "The answer."},
             429: {"model": api_models.ErrorBody, "description": "Queue full; see Retry-After."},
             504: {"model": api_models.ErrorBody, "description": "No answer in time; poll later."},
-            **_ERROR_RESPONSES,
+            **api_responses.ERROR_RESPONSES,
         },
     )
     async def process(body: api_models.RequestBody) -> Response:
@@ -339,7 +259,7 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         response = await submit(request, min(within, api_models.MAX_WAIT_SECONDS))
         if response.status_code == 202:
             rid = request.request_id
-            return _error(
+            return api_responses.error(
                 504,
                 f"no answer within {within:g}s; read it later at /v1/requests/{rid}",
                 Location=f"/v1/requests/{rid}",
@@ -354,19 +274,20 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         responses={
             200: {"model": api_models.RequestStatus, "description": "Known request."},
             404: {"model": api_models.ErrorBody, "description": "Unknown (or expired) id."},
-            **_ERROR_RESPONSES,
+            **api_responses.ERROR_RESPONSES,
         },
     )
     async def get_request(request_id: RequestId) -> Response:
         state = await q.state(request_id)
         if state is None:
-            return _error(404, f"no request {request_id} (unknown, or its result expired)")
+            message = f"no request {request_id} (unknown, or its result expired)"
+            return api_responses.error(404, message)
         head = orjson.dumps(request_id).decode()
         if state.state == "done" and state.result_json is not None:
             body = f'{{"request_id":{head},"state":"done","result":'.encode()
-            return _json(200, body + state.result_json + b"}")
+            return api_responses.json_response(200, body + state.result_json + b"}")
         doc = {"request_id": request_id, "state": "queued", "accepted_at": state.accepted_at}
-        return _json(200, orjson.dumps(doc))
+        return api_responses.json_response(200, orjson.dumps(doc))
 
     @app.get(
         "/v1/requests/{request_id}/decisions",
@@ -376,97 +297,18 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         responses={
             200: {"model": api_models.DecisionHistory, "description": "Records, step order."},
             404: {"model": api_models.ErrorBody, "description": "Unknown request id."},
-            **_ERROR_RESPONSES,
+            **api_responses.ERROR_RESPONSES,
         },
     )
     async def get_decisions(request_id: RequestId) -> Response:
         if services.history is None:
-            return _error(404, "this agent keeps no decision history (audit is disabled)")
+            message = "this agent keeps no decision history (audit is disabled)"
+            return api_responses.error(404, message)
         decisions = await services.history(request_id)
         if not decisions and await q.state(request_id) is None:
-            return _error(404, f"no request {request_id}")
-        return _json(200, orjson.dumps({"request_id": request_id, "decisions": decisions}))
-
-
-# --------------------------------------------------------------------------- escalations
-
-
-def _install_escalation_routes(app: FastAPI, services: Services) -> None:
-    q = services.work_queue
-    assert q is not None
-    responses: dict[int | str, dict[str, Any]] = {
-        404: {"model": api_models.ErrorBody, "description": "Unknown escalation."},
-        409: {"model": api_models.ErrorBody, "description": "Already decided."},
-        **_ERROR_RESPONSES,
-    }
-
-    def desk() -> EscalationDesk:
-        if services.escalations is None:
-            raise starlette_exceptions.HTTPException(
-                404, "this agent has no escalation store (audit is disabled)"
-            )
-        return services.escalations
-
-    async def decide(action: Callable[[], Awaitable[Response]], escalation_id: str) -> Response:
-        try:
-            return await action()
-        except EscalationNotFound:
-            return _error(404, f"no escalation {escalation_id}")
-        except EscalationDecided as e:
-            return _error(409, str(e))
-
-    @app.get(
-        "/v1/escalations",
-        response_model=api_models.EscalationList,
-        tags=["escalations"],
-        summary="Actions waiting for approval",
-        responses={404: responses[404], 503: _ERROR_RESPONSES[503]},
-    )
-    async def list_escalations() -> Response:
-        return _json(200, orjson.dumps({"escalations": await desk().pending()}))
-
-    @app.post(
-        "/v1/escalations/{escalation_id}/approve",
-        status_code=202,
-        response_model=None,
-        tags=["escalations"],
-        summary="Approve an escalated action; the request resumes",
-        responses={202: {"model": api_models.Accepted, "description": "Re-enqueued."}, **responses},
-    )
-    async def approve(
-        escalation_id: EscalationId, body: api_models.ApprovalBody | None = None
-    ) -> Response:
-        async def run() -> Response:
-            b = body or api_models.ApprovalBody()
-            request = await desk().approve(escalation_id, by=b.by, note=b.note)
-            trace = telemetry.inject()
-            envelope = envelopes.Envelope(
-                request, queue.now(), traceparent=trace.get("traceparent")
-            )
-            await q.enqueue(envelope)
-            return _accepted(request.request_id)
-
-        return await decide(run, escalation_id)
-
-    @app.post(
-        "/v1/escalations/{escalation_id}/deny",
-        response_model=None,
-        tags=["escalations"],
-        summary="Deny an escalated action; the request ends with a refusal",
-        responses={
-            200: {"model": requests.AgentResult, "description": "Final answer."},
-            **responses,
-        },
-    )
-    async def deny(
-        escalation_id: EscalationId, body: api_models.DenialBody | None = None
-    ) -> Response:
-        async def run() -> Response:
-            b = body or api_models.DenialBody()
-            result = await desk().deny(escalation_id, by=b.by, reason=b.reason)
-            return _result_response(200, result.model_dump_json().encode())
-
-        return await decide(run, escalation_id)
+            return api_responses.error(404, f"no request {request_id}")
+        doc = {"request_id": request_id, "decisions": decisions}
+        return api_responses.json_response(200, orjson.dumps(doc))
 
 
 # -------------------------------------------------------------------------------- probes
@@ -483,13 +325,13 @@ def _install_probes(app: FastAPI, services: Services) -> None:
             "heartbeat_age_seconds": round(age, 3),
             "loop_lag_seconds": round(health.loop_lag, 3),
         }
-        return _json(200 if alive else 503, orjson.dumps(doc))
+        return api_responses.json_response(200 if alive else 503, orjson.dumps(doc))
 
     @app.get("/readyz", tags=["probes"], summary="Readiness", response_model=None)
     async def readyz() -> Response:
         r = await health.readiness()
         doc = {"status": "ready" if r.ready else "not_ready", "reasons": dict(r.reasons)}
-        return _json(200 if r.ready else 503, orjson.dumps(doc))
+        return api_responses.json_response(200 if r.ready else 503, orjson.dumps(doc))
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus metrics", response_model=None)
     async def metrics_endpoint() -> Response:

@@ -27,7 +27,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from pilothouse.runtime import api, envelopes, errors, escalations, queue, requests, workers
+from pilothouse.runtime import (
+    api_escalations,
+    envelopes,
+    errors,
+    escalations,
+    queue,
+    requests,
+    workers,
+)
 from pilothouse.runtime.audit import rows
 
 __all__ = ["DEFAULT_SETTLE_INTERVAL_SECONDS", "Desk", "Settler"]
@@ -57,7 +65,7 @@ def _summary(e: rows.EscalationRow) -> dict[str, Any]:
 
 
 class Desk:
-    """Implements :class:`api.EscalationDesk` over the escalation store."""
+    """Implements :class:`api_escalations.EscalationDesk` over the escalation store."""
 
     def __init__(
         self,
@@ -96,13 +104,13 @@ class Desk:
         try:
             found = await self.service.get(escalation_id)
         except escalations.EscalationNotFound as e:
-            raise api.EscalationNotFound(str(e)) from e
+            raise api_escalations.EscalationNotFound(str(e)) from e
         if found.agent_id != self.agent:
-            raise api.EscalationNotFound(f"escalation {escalation_id} not found")
+            raise api_escalations.EscalationNotFound(f"escalation {escalation_id} not found")
         try:
             decided: rows.EscalationRow = await decide(escalation_id, by or DEFAULT_DECIDER, why)
         except escalations.EscalationNotPending as e:
-            raise api.EscalationDecided(str(e)) from e
+            raise api_escalations.EscalationDecided(str(e)) from e
         return decided
 
     # ------------------------------------------------------------------------ acting

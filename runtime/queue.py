@@ -28,11 +28,11 @@ queued, ``d`` + the :class:`~pilothouse.runtime.requests.AgentResult` JSON once 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from importlib import resources
 from typing import Any, Final
 
 import orjson
@@ -45,11 +45,12 @@ __all__ = [
     "GROUP",
     "QueueFull",
     "QueueUnavailable",
-    "ResultWaiter",
     "WorkQueue",
     "backlog",
     "dead_letter_key",
     "key_base",
+    "now",
+    "read_state",
     "reply_channel",
     "state_key",
     "stream_key",
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 
 GROUP: Final = "workers"
 """The consumer group every worker of an agent reads with."""
-_LISTEN_POLL_SECONDS: Final = 1.0
 DEAD_LETTER_MAXLEN: Final = 10_000
 """Approximate bound of the dead-letter stream (oldest dead letters are trimmed first)."""
 
@@ -96,6 +96,14 @@ def _errors_key(cfg: config.RuntimeConfig) -> str:
     return f"{key_base(cfg)}:requests:errors"
 
 
+async def read_state(
+    redis: aioredis.Redis, cfg: config.RuntimeConfig, request_id: str
+) -> envelopes.RequestState | None:
+    """A request's state (queued, or done with its result); None when unknown or expired."""
+    with _unavailable_on_connection_errors("reading a request's state"):
+        return envelopes.parse_state(await redis.get(state_key(cfg, request_id)))
+
+
 async def backlog(redis: aioredis.Redis, cfg: config.RuntimeConfig) -> int:
     """Entries not yet delivered plus delivered but unacknowledged.
 
@@ -124,150 +132,10 @@ class QueueUnavailable(errors.DependencyUnavailable):
 
 # -------------------------------------------------------------------------------- Lua scripts
 
-_ENQUEUE: Final = """
--- KEYS[1] stream, KEYS[2] state; ARGV[1] max backlog (0: no bound), ARGV[2] state value,
--- ARGV[3] state TTL seconds, ARGV[4] escalation id ('' unless this resumes an approved
--- escalation), ARGV[5..] the entry's fields
-local cur = redis.call('GET', KEYS[2])
-if cur and not (ARGV[4] ~= '' and string.sub(cur, 1, 1) == 'd'
-    and string.find(cur, '"status":"escalated"', 1, true)
-    and string.find(cur, '"escalation_id":"' .. ARGV[4] .. '"', 1, true)) then
-  return {'known', cur}
-end
-local n = redis.call('XLEN', KEYS[1])
-local bound = tonumber(ARGV[1])
-if bound > 0 and n >= bound then return {'full', n} end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-return {'ok', id, n + 1}
-"""
 
-_ANSWER_ESCALATED: Final = """
--- KEYS[1] state; ARGV[1] escalation id, ARGV[2] value, ARGV[3] TTL. Stores the final answer of
--- a request whose escalation was denied or expired, unless it moved on meanwhile.
-local cur = redis.call('GET', KEYS[1])
-if cur and not (string.sub(cur, 1, 1) == 'd'
-    and string.find(cur, '"escalation_id":"' .. ARGV[1] .. '"', 1, true)) then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-return 1
-"""
-
-_ANSWER: Final = """
--- KEYS[1] stream; per item i: KEYS[2i] its request's state, KEYS[2i+1] its entry's answer key
--- ARGV[1] group, ARGV[2] TTL; per item: entry id, request id, state value, reply channel,
--- audit payload. Returns per item 1 (answered now), 0 (another delivery of the entry answered
--- first: nothing written) or -1 (the entry is no longer pending: acknowledged meanwhile).
-local out = {}
-local items = (#ARGV - 2) / 5
-for i = 1, items do
-  local a = 2 + (i - 1) * 5
-  local id = ARGV[a + 1]
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
-    out[i] = -1
-  elseif redis.call('SET', KEYS[2 * i + 1], ARGV[a + 5], 'NX', 'EX', ARGV[2]) then
-    redis.call('SET', KEYS[2 * i], ARGV[a + 3], 'EX', ARGV[2])
-    if ARGV[a + 4] ~= '' then
-      redis.call('PUBLISH', ARGV[a + 4], ARGV[a + 2] .. ' ' .. ARGV[a + 3])
-    end
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-"""
-
-_FINISH: Final = """
--- KEYS[1] stream, KEYS[2] errors hash, KEYS[2+i] answer key of item i; ARGV[1] group,
--- ARGV[1+i] entry id of item i. Acknowledges and forgets answered entries.
-for i = 1, #KEYS - 2 do
-  local id = ARGV[1 + i]
-  redis.call('XACK', KEYS[1], ARGV[1], id)
-  redis.call('XDEL', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('DEL', KEYS[2 + i])
-end
-return #KEYS - 2
-"""
-
-_DEAD_LETTER: Final = """
--- KEYS[1] stream, KEYS[2] dead, KEYS[3] errors hash, KEYS[4] state ('' item: no request id),
--- KEYS[5] the entry's answer key (an entry answered before it failed keeps its answer)
--- ARGV[1] group, ARGV[2] entry id, ARGV[3] reason, ARGV[4] deliveries, ARGV[5] consumer,
--- ARGV[6] dead maxlen, ARGV[7] result value ('' for none), ARGV[8] result TTL,
--- ARGV[9] reply channel, ARGV[10] request id, ARGV[11..] the entry's fields
-local reason = ARGV[3]
-local last = redis.call('HGET', KEYS[3], ARGV[2])
-if last and not string.find(reason, last, 1, true) then
-  reason = reason .. ' (last error: ' .. last .. ')'
-end
-local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-if acked == 1 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'entry', ARGV[2], 'reason', reason,
-    'deliveries', ARGV[4], 'consumer', ARGV[5], unpack(ARGV, 11))
-  if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[5]) == 0 then
-    redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[8])
-    if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. ARGV[7]) end
-  end
-end
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
-redis.call('DEL', KEYS[5])
-return {acked, reason}
-"""
-
-_RECLAIM: Final = """
--- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] count
--- Returns {id, deliveries, fields} per claimed entry (fields false: the entry was deleted)
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
-  'COUNT', ARGV[4])
-local out = {}
-for _, e in ipairs(claimed[2]) do
-  if e and e[1] then
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
-    local n = 0
-    if p[1] then n = p[1][4] end
-    out[#out + 1] = {e[1], n, e[2] or false}
-  end
-end
-return out
-"""
-
-_RELEASE_MINE: Final = """
--- KEYS[1] stream, KEYS[2] errors hash; ARGV[1] group, ARGV[2] consumer, ARGV[3] idle ms,
--- ARGV[4] error ('' for none). Gives back every entry pending for this consumer.
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])
-if #pending == 0 then return 0 end
-local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
-for _, p in ipairs(pending) do
-  args[#args + 1] = p[1]
-  if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], p[1], ARGV[4]) end
-end
-args[#args + 1] = 'IDLE'
-args[#args + 1] = ARGV[3]
-args[#args + 1] = 'JUSTID'
-redis.call(unpack(args))
-return #pending
-"""
-
-_RENEW: Final = """
--- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3..] entry ids this worker runs.
--- Resets the idle time of those still owned by this consumer; returns the ids it lost.
-local mine, lost = {}, {}
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if p[1] and p[1][2] == ARGV[2] then mine[#mine + 1] = ARGV[i] else lost[#lost + 1] = ARGV[i] end
-end
-if #mine > 0 then
-  local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
-  for _, id in ipairs(mine) do args[#args + 1] = id end
-  args[#args + 1] = 'JUSTID'
-  redis.call(unpack(args))
-end
-return lost
-"""
+def _script(name: str) -> str:
+    """A script of ``queue_lua/`` (each states its KEYS and ARGV)."""
+    return resources.files("pilothouse.runtime").joinpath("queue_lua", f"{name}.lua").read_text()
 
 
 @contextlib.contextmanager
@@ -293,14 +161,14 @@ class WorkQueue:
         self._errors = _errors_key(cfg)
         self._max_backlog = cfg.workers.queue_max_length
         self._ttl = cfg.workers.result_ttl_seconds
-        self._enqueue = redis.register_script(_ENQUEUE)
-        self._answer_escalated = redis.register_script(_ANSWER_ESCALATED)
-        self._answer = redis.register_script(_ANSWER)
-        self._finish = redis.register_script(_FINISH)
-        self._dead_letter = redis.register_script(_DEAD_LETTER)
-        self._reclaim = redis.register_script(_RECLAIM)
-        self._renew = redis.register_script(_RENEW)
-        self._release_mine = redis.register_script(_RELEASE_MINE)
+        self._enqueue = redis.register_script(_script("enqueue"))
+        self._answer_escalated = redis.register_script(_script("answer_escalated"))
+        self._answer = redis.register_script(_script("answer"))
+        self._finish = redis.register_script(_script("finish"))
+        self._dead_letter = redis.register_script(_script("dead_letter"))
+        self._reclaim = redis.register_script(_script("reclaim"))
+        self._renew = redis.register_script(_script("renew"))
+        self._release_mine = redis.register_script(_script("release_mine"))
 
     # ------------------------------------------------------------------------ producers
 
@@ -344,9 +212,7 @@ class WorkQueue:
 
     async def state(self, request_id: str) -> envelopes.RequestState | None:
         """The request's state, or None when the id is unknown (or its result expired)."""
-        with _unavailable_on_connection_errors("reading a request's state"):
-            raw = await self.redis.get(state_key(self.cfg, request_id))
-        return envelopes.parse_state(raw)
+        return await read_state(self.redis, self.cfg, request_id)
 
     async def answer_escalated(
         self, request_id: str, escalation_id: str, result_json: bytes
@@ -569,124 +435,6 @@ class WorkQueue:
                     await self.redis.xgroup_delconsumer(self.stream, GROUP, name)
                     removed += 1
             return removed
-
-
-# ----------------------------------------------------------------------------- result waiter
-
-
-class ResultWaiter:
-    """Delivers results to the callers of one API process that wait for them.
-
-    The process subscribes to its own reply channel (entries carry its name); workers PUBLISH
-    a result there when they store it. Pub/sub is at-most-once, so a waiter that times out, and
-    every waiter after the subscription reconnects, also reads the stored state: a result is
-    never missed, only learnt a little later.
-    """
-
-    def __init__(self, redis: aioredis.Redis, cfg: config.RuntimeConfig, *, instance: str) -> None:
-        self.redis = redis
-        self.cfg = cfg
-        self.channel = reply_channel(cfg, instance)
-        self._waiting: dict[str, list[asyncio.Future[bytes]]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
-
-    @property
-    def subscribed(self) -> bool:
-        return self._subscribed.is_set()
-
-    async def start(self, *, within: float = 5.0) -> None:
-        self._task = asyncio.create_task(self._listen(), name=f"result-waiter:{self.channel}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), within)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for futures in self._waiting.values():
-            for f in futures:
-                f.cancel()
-        self._waiting.clear()
-
-    def expect(self, request_id: str) -> asyncio.Future[bytes]:
-        """A future that receives the result JSON of ``request_id``; register before enqueueing."""
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(request_id, []).append(fut)
-        return fut
-
-    def forget(self, request_id: str, fut: asyncio.Future[bytes]) -> None:
-        futures = self._waiting.get(request_id)
-        if futures is None:
-            return
-        with contextlib.suppress(ValueError):
-            futures.remove(fut)
-        if not futures:
-            del self._waiting[request_id]
-
-    async def wait(
-        self, request_id: str, fut: asyncio.Future[bytes], within: float
-    ) -> bytes | None:
-        """The result JSON if it arrives within ``within`` seconds, else None (after a last look
-        at the stored state)."""
-        try:
-            if within > 0:
-                with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(fut), within)
-            if fut.done() and not fut.cancelled():
-                return fut.result()
-            state = await self._read_state(request_id)
-            return state.result_json if state and state.state == "done" else None
-        finally:
-            self.forget(request_id, fut)
-
-    async def _read_state(self, request_id: str) -> envelopes.RequestState | None:
-        with _unavailable_on_connection_errors("reading a request's state"):
-            return envelopes.parse_state(await self.redis.get(state_key(self.cfg, request_id)))
-
-    def _deliver(self, data: bytes) -> None:
-        rid, _, value = data.partition(b" ")
-        futures = self._waiting.pop(rid.decode(errors="replace"), None)
-        if not futures:
-            return
-        result = value[1:] if value[:1] == envelopes.DONE else value
-        for f in futures:
-            if not f.done():
-                f.set_result(result)
-
-    async def _sweep(self) -> None:
-        """After (re)subscribing: answer waiters whose result was published meanwhile."""
-        for rid in list(self._waiting):
-            with contextlib.suppress(QueueUnavailable):
-                state = await self._read_state(rid)
-                if state is not None and state.state == "done" and state.result_json is not None:
-                    self._deliver(rid.encode() + b" " + envelopes.DONE + state.result_json)
-
-    async def _listen(self) -> None:
-        backoff = 0.05
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self._subscribed.set()
-                backoff = 0.05
-                await self._sweep()
-                while True:
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=_LISTEN_POLL_SECONDS
-                    )
-                    if message is not None and message.get("type") == "message":
-                        self._deliver(envelopes.to_bytes(message["data"]))
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
-                self._subscribed.clear()
-                log.warning("result subscription lost, reconnecting: %s", e)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def now() -> float:

@@ -45,6 +45,7 @@ from pilothouse.runtime import (
     probes,
     queue,
     records,
+    replies,
     requests,
     telemetry,
     tokens,
@@ -145,7 +146,7 @@ class Runtime:
     health: probes.Health
     app: FastAPI
     work_queue: queue.WorkQueue
-    waiter: queue.ResultWaiter | None = None
+    waiter: replies.ResultWaiter | None = None
     pool: workers.WorkerPool | None = None
     agent: agent_loop.Agent | None = None
     http_client: httpx.AsyncClient | None = None
@@ -318,7 +319,7 @@ async def build_runtime(
 
     waiter = pool = agent = settler = housekeeper = http_client = None
     if role.serves_api:
-        waiter = queue.ResultWaiter(redis, cfg, instance=instance)
+        waiter = replies.ResultWaiter(redis, cfg, instance=instance)
     if role.runs_workers:
         policy_engine = engine.PolicyEngine(cfg, redis)
         http_client = pooled_http_client(cfg.workers.concurrency)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from pilothouse.runtime import config, devservers, envelopes, queue, requests
+from pilothouse.runtime import config, devservers, envelopes, queue, replies, requests
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ async def test_the_waiting_caller_gets_the_published_result(
     cfg = _cfg(unique_name)
     api = queue.WorkQueue(redis_client, cfg, consumer="api")
     worker = queue.WorkQueue(redis_client, cfg, consumer="worker")
-    waiter = queue.ResultWaiter(redis_client, cfg, instance="api-1")
+    waiter = replies.ResultWaiter(redis_client, cfg, instance="api-1")
     await waiter.start()
     try:
         await api.ensure_group()
@@ -74,7 +74,7 @@ async def test_a_result_published_while_the_subscription_was_down_is_still_deliv
 ) -> None:
     cfg = _cfg(unique_name)
     api_client = aioredis.Redis.from_url(redis_server.url, socket_timeout=2)
-    waiter = queue.ResultWaiter(api_client, cfg, instance="api-restart")
+    waiter = replies.ResultWaiter(api_client, cfg, instance="api-restart")
     await waiter.start()
     try:
         api = queue.WorkQueue(api_client, cfg, consumer="api")
