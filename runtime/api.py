@@ -317,7 +317,13 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
 def _install_probes(app: FastAPI, services: Services) -> None:
     health = services.health
 
-    @app.get("/healthz", tags=["probes"], summary="Liveness", response_model=None)
+    @app.get(
+        "/healthz",
+        tags=["probes"],
+        summary="Liveness",
+        response_model=None,
+        responses={503: {"description": "The event loop's heartbeat is stale."}},
+    )
     async def healthz() -> Response:
         alive, age = health.alive()
         doc = {
@@ -327,7 +333,13 @@ def _install_probes(app: FastAPI, services: Services) -> None:
         }
         return api_responses.json_response(200 if alive else 503, orjson.dumps(doc))
 
-    @app.get("/readyz", tags=["probes"], summary="Readiness", response_model=None)
+    @app.get(
+        "/readyz",
+        tags=["probes"],
+        summary="Readiness",
+        response_model=None,
+        responses={503: {"description": "Draining, Redis unreachable or workers stopped."}},
+    )
     async def readyz() -> Response:
         r = await health.readiness()
         doc = {"status": "ready" if r.ready else "not_ready", "reasons": dict(r.reasons)}
