@@ -50,7 +50,7 @@ test-e2e: setup cluster-binaries
 test: lint typecheck test-unit test-integration test-e2e ## everything CI runs
 
 demo: setup ## the main job: a request through the mock LLM (grows with the operator)
-	$(PYTHON) -m pilothouse.runtime.demo
+	PYTHONPATH=e2e $(PYTHON) -m demo $(DEMO_ARGS)
 
 bench: setup ## benchmarks; results land in bench/results/
 	$(PYTHON) -m bench
