@@ -89,7 +89,8 @@ class ResultWaiter:
         try:
             if within > 0:
                 with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(fut), within)
+                    async with asyncio.timeout(within):
+                        return await asyncio.shield(fut)
             if fut.done() and not fut.cancelled():
                 return fut.result()
             state = await self._read_state(request_id)

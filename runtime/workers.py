@@ -325,9 +325,8 @@ class WorkerPool:
     async def _run_with_deadline(self, request: requests.AgentRequest) -> Processed:
         deadline = request.timeout_seconds or self._cfg.reliability.request_timeout_seconds
         try:
-            return await asyncio.wait_for(
-                self._process(request), timeout=deadline + DEADLINE_GRACE_SECONDS
-            )
+            async with asyncio.timeout(deadline + DEADLINE_GRACE_SECONDS):  # no extra task
+                return await self._process(request)
         except TimeoutError:
             log.error("the agent loop overran the request deadline of %.1fs", deadline)
             return _deadline_fallback(self._cfg, request, deadline)
