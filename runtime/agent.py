@@ -344,14 +344,27 @@ class Agent:
         )
 
     async def _save_session(self, run: steps.Run, answer: str) -> None:
+        """Keep the turn, within the time the request has left: a slow write must not let the
+        request's own deadline throw the answer away (the turn is then not kept)."""
         request = run.request
         if not request.session_id or self.sessions is None or not run.started:
             return
-        try:
-            await self.sessions.save(request.session_id, run.turn_messages(answer), run.context)
-        except errors.DependencyUnavailable as e:
-            log.warning("request %s: session not saved: %s", request.request_id, e)
-            run.record("session_save", outcome="error", error=str(e))
+        error: str | None = "no time left before the request's deadline"
+        left = run.deadline.remaining() + DEADLINE_GRACE_SECONDS / 2
+        if left > 0:
+            try:
+                async with asyncio.timeout(left):
+                    await self.sessions.save(
+                        request.session_id, run.turn_messages(answer), run.context
+                    )
+                error = None
+            except TimeoutError:
+                pass
+            except errors.DependencyUnavailable as e:
+                error = str(e)
+        if error is not None:
+            log.warning("request %s: session not saved: %s", request.request_id, error)
+            run.record("session_save", outcome="error", error=error)
 
     def _finish(
         self, run: steps.Run, status: requests.ResultStatus, answer: str, **extra: Any

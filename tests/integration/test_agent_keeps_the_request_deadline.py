@@ -1,9 +1,11 @@
 """The request's deadline propagates into every call: a slow or hanging model is cut off at the
 time left (not at its own longer timeout), no retry or fallback model starts after the deadline,
-and the user gets the rule-based answer."""
+and the user gets the rule-based answer. A model's answer given in time is never thrown away
+because the session write after it is slow."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -11,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from agent_support import agent_config
 
-from pilothouse.runtime import agent, config, requests
+from pilothouse.runtime import agent, config, devservers, requests, sessions
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 pytestmark = pytest.mark.integration
@@ -85,3 +87,50 @@ async def test_a_model_slower_than_its_timeout_is_retried_then_replaced(
     assert result.fallback_reason == "timeout"
     calls = [(d.model, d.outcome) for d in outcome.decisions if d.action == "llm_call"]
     assert calls == [("mock-llm", "error"), ("mock-llm", "error"), ("mock-llm-fallback", "ok")]
+
+
+# Keeps Redis busy (every other client waits) for ARGV[1] microseconds.
+BUSY_SCRIPT = """
+local start = redis.call('TIME')
+repeat
+  local now = redis.call('TIME')
+until (now[1] - start[1]) * 1000000 + (now[2] - start[2]) >= tonumber(ARGV[1])
+return 1
+"""
+
+
+async def test_an_answer_in_time_is_kept_when_the_session_write_is_slow(
+    llm: MockLLMProcess, redis_server: devservers.RedisServer, unique_name: str
+) -> None:
+    # The model answers after ~1 s of a 2 s request; meanwhile Redis (this test's own server)
+    # is kept busy for 3 s, so the session write after the answer cannot finish in time.
+    llm.admin.set_faults(latency_ms=1_000)
+    cfg = agent_config(unique_name, llm.url)
+    client = aioredis.Redis.from_url(redis_server.url)
+    busy = aioredis.Redis.from_url(redis_server.url)
+    try:
+        async with agent.build_agent(cfg, redis=client) as a:
+            # A session store that would wait longer than the request has left.
+            a.sessions = sessions.SessionStore(
+                client, cfg.sessions, key_prefix="t", namespace="n", agent=unique_name, timeout=10
+            )
+            request = requests.AgentRequest(
+                input="What is 2+2?", session_id=f"s-{unique_name}", timeout_seconds=2.0
+            )
+            answering = asyncio.create_task(a.handle(request))
+            deadline = time.monotonic() + 10
+            while llm.admin.stats()["total"] < 1:  # the session was read, the model asked
+                assert time.monotonic() < deadline, "the request never reached the model"
+                await asyncio.sleep(0.01)
+            blocking = asyncio.create_task(busy.eval(BUSY_SCRIPT, 0, 3_000_000))
+            outcome = await answering
+            await blocking
+    finally:
+        await client.aclose()
+        await busy.aclose()
+    assert outcome.result.status is requests.ResultStatus.COMPLETED, outcome.decisions
+    assert "4" in outcome.result.answer
+    actions = [(d.action, d.outcome) for d in outcome.decisions]
+    assert ("answer", "ok") in actions
+    assert ("session_save", "error") in actions
+    assert "fallback" not in {d.action for d in outcome.decisions}
