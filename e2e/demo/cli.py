@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -81,7 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = _options(build_parser().parse_args(argv))
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_signalled)
-    run.clean_workdir(opts.workdir)
+    try:
+        run.clean_workdir(opts.workdir)
+    except waiting.DemoError as e:
+        print(f"make demo: {e}", file=sys.stderr)
+        return 2
     out = console.Console(steps=STEPS)
     mode = "smoke mode: " if opts.smoke else ""
     out.title(

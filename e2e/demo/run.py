@@ -341,7 +341,21 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+WORKDIR_MARKER: Final = ".pilothouse-demo"
+"""In every folder the demo fills: only such a folder (or an empty one) is ever emptied."""
+
+
 def clean_workdir(workdir: Path) -> None:
-    """Remove what an earlier run left in the demo's folder (its logs, configs, helm home)."""
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    """Remove what an earlier run left in the demo's folder (its logs, configs, helm home).
+
+    A folder that is neither empty nor marked as the demo's is left alone: a mistyped
+    ``--workdir`` must not delete someone's files.
+    """
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / WORKDIR_MARKER).exists():
+            raise waiting.DemoError(
+                f"--workdir {workdir}: not empty and not a folder of an earlier demo run"
+            )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / WORKDIR_MARKER).write_text("made by make demo; emptied at each run\n")
