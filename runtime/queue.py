@@ -43,6 +43,7 @@ from pilothouse.runtime import config, envelopes, errors
 
 __all__ = [
     "GROUP",
+    "QueueError",
     "QueueFull",
     "QueueUnavailable",
     "WorkQueue",
@@ -100,7 +101,7 @@ async def read_state(
     redis: aioredis.Redis, cfg: config.RuntimeConfig, request_id: str
 ) -> envelopes.RequestState | None:
     """A request's state (queued, or done with its result); None when unknown or expired."""
-    with _unavailable_on_connection_errors("reading a request's state"):
+    with _queue_errors("reading a request's state"):
         return envelopes.parse_state(await redis.get(state_key(cfg, request_id)))
 
 
@@ -130,6 +131,10 @@ class QueueUnavailable(errors.DependencyUnavailable):
     """Redis cannot be reached: nothing was enqueued or acknowledged."""
 
 
+class QueueError(errors.RuntimeFailure):
+    """Redis answered a queue command with an error (e.g. the stream vanished in a restart)."""
+
+
 # -------------------------------------------------------------------------------- Lua scripts
 
 
@@ -139,11 +144,14 @@ def _script(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _unavailable_on_connection_errors(what: str) -> Iterator[None]:
+def _queue_errors(what: str) -> Iterator[None]:
+    """Wrap redis-py's errors at the boundary: unreachable, or refused."""
     try:
         yield
     except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
         raise QueueUnavailable(f"queue: Redis unreachable while {what}: {e}") from e
+    except redis_errors.ResponseError as e:
+        raise QueueError(f"queue: Redis refused {what}: {e}") from e
 
 
 # ------------------------------------------------------------------------------ the queue
@@ -174,7 +182,7 @@ class WorkQueue:
 
     async def ensure_group(self) -> None:
         """Create the stream and the consumer group if missing (idempotent)."""
-        with _unavailable_on_connection_errors("creating the consumer group"):
+        with _queue_errors("creating the consumer group"):
             try:
                 await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
             except redis_errors.ResponseError as e:
@@ -199,7 +207,7 @@ class WorkQueue:
         args: list[Any] = [bound, state, self._ttl, resumes]
         for k, v in envelopes.encode_envelope(envelope).items():
             args += (k, v)
-        with _unavailable_on_connection_errors("enqueueing"):
+        with _queue_errors("enqueueing"):
             reply = await self._enqueue(keys=[self.stream, state_key(self.cfg, rid)], args=args)
         kind = envelopes.to_str(reply[0])
         if kind == "ok":
@@ -219,7 +227,7 @@ class WorkQueue:
     ) -> bool:
         """Store the final answer of a request whose escalation was denied or expired (it is
         not in the stream); False when the request moved on meanwhile (nothing written)."""
-        with _unavailable_on_connection_errors("storing a result"):
+        with _queue_errors("storing a result"):
             written = await self._answer_escalated(
                 keys=[state_key(self.cfg, request_id)],
                 args=[escalation_id, envelopes.DONE + result_json, self._ttl],
@@ -227,18 +235,18 @@ class WorkQueue:
         return int(written) == 1
 
     async def backlog(self) -> int:
-        with _unavailable_on_connection_errors("reading the backlog"):
+        with _queue_errors("reading the backlog"):
             return await backlog(self.redis, self.cfg)
 
     async def ping(self) -> None:
-        with _unavailable_on_connection_errors("pinging"):
+        with _queue_errors("pinging"):
             await self.redis.ping()
 
     # ------------------------------------------------------------------------ consumers
 
     async def read(self, count: int, *, block_ms: int) -> list[envelopes.Delivery]:
         """New entries for this consumer, waiting up to ``block_ms`` for the first."""
-        with _unavailable_on_connection_errors("reading the stream"):
+        with _queue_errors("reading the stream"):
             try:
                 reply = await self._xreadgroup(count, block_ms)
             except redis_errors.ResponseError as e:
@@ -269,7 +277,7 @@ class WorkQueue:
         idle = min_idle_ms
         if idle is None:
             idle = int(self.cfg.workers.visibility_timeout_seconds * 1000)
-        with _unavailable_on_connection_errors("reclaiming entries"):
+        with _queue_errors("reclaiming entries"):
             try:
                 reply = await self._reclaim(
                     keys=[self.stream], args=[GROUP, self.consumer, idle, count]
@@ -313,7 +321,7 @@ class WorkQueue:
                 item.reply_to or "",
                 item.audit,
             )
-        with _unavailable_on_connection_errors("storing results"):
+        with _queue_errors("storing results"):
             reply = await self._answer(keys=keys, args=args)
         return [int(x) for x in reply]
 
@@ -322,12 +330,12 @@ class WorkQueue:
         if not entry_ids:
             return
         keys = [self.stream, self._errors, *(self._answer_key(e) for e in entry_ids)]
-        with _unavailable_on_connection_errors("acknowledging entries"):
+        with _queue_errors("acknowledging entries"):
             await self._finish(keys=keys, args=[GROUP, *entry_ids])
 
     async def answered_audit(self, entry_id: str) -> bytes | None:
         """The audit payload stored when this entry was answered, if it was."""
-        with _unavailable_on_connection_errors("reading an answered entry"):
+        with _queue_errors("reading an answered entry"):
             raw = await self.redis.get(self._answer_key(entry_id))
         return None if raw is None else envelopes.to_bytes(raw)
 
@@ -362,7 +370,7 @@ class WorkQueue:
         ]
         for k, v in delivery.fields.items():
             args += (k, v)
-        with _unavailable_on_connection_errors("dead-lettering an entry"):
+        with _queue_errors("dead-lettering an entry"):
             moved, recorded = await self._dead_letter(keys=keys, args=args)
         return int(moved) == 1, envelopes.to_str(recorded)
 
@@ -375,7 +383,7 @@ class WorkQueue:
         if not entry_ids:
             return
         idle = int(self.cfg.workers.visibility_timeout_seconds * 1000) + 1
-        with _unavailable_on_connection_errors("releasing entries"):
+        with _queue_errors("releasing entries"):
             async with self.redis.pipeline(transaction=False) as pipe:
                 if error:
                     pipe.hset(self._errors, mapping=dict.fromkeys(entry_ids, error[:500]))
@@ -388,7 +396,7 @@ class WorkQueue:
         """Give back every entry this consumer holds (a worker shutting down), including any
         delivered in a reply it never read; returns how many."""
         idle = int(self.cfg.workers.visibility_timeout_seconds * 1000) + 1
-        with _unavailable_on_connection_errors("releasing entries"):
+        with _queue_errors("releasing entries"):
             n = await self._release_mine(
                 keys=[self.stream, self._errors],
                 args=[GROUP, self.consumer, idle, (error or "")[:500]],
@@ -399,13 +407,20 @@ class WorkQueue:
         """Extend this worker's hold on entries it still runs; returns the ids it lost."""
         if not entry_ids:
             return []
-        with _unavailable_on_connection_errors("renewing leases"):
-            lost = await self._renew(keys=[self.stream], args=[GROUP, self.consumer, *entry_ids])
+        with _queue_errors("renewing leases"):
+            try:
+                lost = await self._renew(
+                    keys=[self.stream], args=[GROUP, self.consumer, *entry_ids]
+                )
+            except redis_errors.ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                return list(entry_ids)  # the stream is gone (Redis lost its data): all lost
         return [envelopes.to_str(x) for x in lost]
 
     async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
         """The newest dead letters (entry, reason, deliveries, consumer and the entry's fields)."""
-        with _unavailable_on_connection_errors("reading dead letters"):
+        with _queue_errors("reading dead letters"):
             entries = await self.redis.xrevrange(self.dead, count=count) or []
         return [
             {
@@ -420,7 +435,7 @@ class WorkQueue:
 
     async def prune_consumers(self, *, idle_ms: int) -> int:
         """Forget consumers (old pods) that hold nothing and were idle this long."""
-        with _unavailable_on_connection_errors("pruning consumers"):
+        with _queue_errors("pruning consumers"):
             try:
                 consumers = await self.redis.xinfo_consumers(self.stream, GROUP)
             except redis_errors.ResponseError:

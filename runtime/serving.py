@@ -170,7 +170,7 @@ class Runtime:
             self._started.append("writer")
         try:
             await self.work_queue.ensure_group()
-        except queue.QueueUnavailable as e:  # the loops retry; readiness says so meanwhile
+        except (queue.QueueUnavailable, queue.QueueError) as e:  # the loops retry meanwhile
             log.warning("Redis unreachable at start: %s", e)
         if self.waiter is not None:
             await self.waiter.start()
@@ -188,7 +188,7 @@ class Runtime:
     async def _watch_backlog(self) -> None:
         gauge = metrics.QUEUE_BACKLOG.labels(agent=self.cfg.agent)
         while True:
-            with contextlib.suppress(queue.QueueUnavailable):
+            with contextlib.suppress(queue.QueueUnavailable, queue.QueueError):
                 gauge.set(await self.work_queue.backlog())
             await asyncio.sleep(BACKLOG_INTERVAL_SECONDS)
 

@@ -144,7 +144,9 @@ class WorkerPool:
         return bool(self._loops) and not any(t.done() for t in self._loops)
 
     async def start(self) -> None:
-        with contextlib.suppress(queue.QueueUnavailable):  # the fetch loop retries
+        with contextlib.suppress(
+            queue.QueueUnavailable, queue.QueueError
+        ):  # the fetch loop retries
             await self._queue.ensure_group()
         self._answers.start()
         self._finishes.start()
@@ -175,7 +177,7 @@ class WorkerPool:
         given_back = 0
         try:
             given_back = await self._queue.release_all(error="worker shut down before finishing")
-        except queue.QueueUnavailable as e:
+        except (queue.QueueUnavailable, queue.QueueError) as e:
             log.warning("cannot give entries back (another replica reclaims them later): %s", e)
         if given_back:
             log.warning("giving back %d unfinished entries for another replica", given_back)
@@ -200,8 +202,8 @@ class WorkerPool:
             try:
                 deliveries = await self._queue.read(free, block_ms=self._block_ms)
                 backoff = 0.05
-            except queue.QueueUnavailable as e:
-                log.warning("cannot read the queue, retrying in %.2fs: %s", backoff, e)
+            except Exception as e:  # the loop must outlive any failure
+                _log_loop_failure("read the queue", e, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
@@ -236,24 +238,29 @@ class WorkerPool:
             free = self._workers.concurrency - len(self._running)
             if self._stopping or free <= 0:
                 continue
+            prune = time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS
             try:
-                claimed = await self._queue.reclaim(free)
-                if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
-                    last_prune = time.monotonic()
-                    idle = int(max(600.0, 10 * self._visibility) * 1000)
-                    await self._queue.prune_consumers(idle_ms=idle)
-            except queue.QueueUnavailable as e:
-                log.warning("cannot reclaim entries: %s", e)
+                await self._reclaim_once(free, prune=prune)
+            except Exception as e:  # the loop must outlive any failure
+                _log_loop_failure("reclaim entries", e, interval)
                 continue
-            if claimed:
-                metrics.QUEUE_RECLAIMED.labels(agent=self._agent).inc(len(claimed))
-            fresh = []
-            for d in claimed:
-                if d.deliveries > self._workers.max_deliveries:
-                    await self._dead_letter(d, f"not completed after {d.deliveries - 1} deliveries")
-                else:
-                    fresh.append(d)
-            self._accept(fresh)
+            if prune:
+                last_prune = time.monotonic()
+
+    async def _reclaim_once(self, free: int, *, prune: bool) -> None:
+        claimed = await self._queue.reclaim(free)
+        if prune:
+            idle = int(max(600.0, 10 * self._visibility) * 1000)
+            await self._queue.prune_consumers(idle_ms=idle)
+        if claimed:
+            metrics.QUEUE_RECLAIMED.labels(agent=self._agent).inc(len(claimed))
+        fresh = []
+        for d in claimed:
+            if d.deliveries > self._workers.max_deliveries:
+                await self._dead_letter(d, f"not completed after {d.deliveries - 1} deliveries")
+            else:
+                fresh.append(d)
+        self._accept(fresh)
 
     async def _renew_loop(self) -> None:
         interval = max(0.05, self._visibility / 3)
@@ -264,8 +271,8 @@ class WorkerPool:
                 continue
             try:
                 lost = await self._queue.renew(ids)
-            except queue.QueueUnavailable as e:
-                log.warning("cannot renew leases: %s", e)
+            except Exception as e:  # the loop must outlive any failure
+                _log_loop_failure("renew leases", e, interval)
                 continue
             if lost:
                 log.warning("entries taken over by another worker meanwhile: %s", lost)
@@ -398,7 +405,7 @@ class WorkerPool:
         if d.deliveries >= self._workers.max_deliveries:
             await self._dead_letter(d, f"failed after {d.deliveries} deliveries: {reason}")
             return
-        with contextlib.suppress(queue.QueueUnavailable):
+        with contextlib.suppress(queue.QueueUnavailable, queue.QueueError):
             await self._queue.release([d.entry_id], error=reason)
         self._reclaim_now.set()
 
@@ -416,7 +423,7 @@ class WorkerPool:
                 fallback_reason="dead_lettered",
             )
         stored = None
-        with contextlib.suppress(queue.QueueUnavailable):
+        with contextlib.suppress(queue.QueueUnavailable, queue.QueueError):
             stored = await self._queue.answered_audit(d.entry_id)
         if stored is not None:  # answered before it failed: the answer stands, audit it
             try:
@@ -441,7 +448,7 @@ class WorkerPool:
             moved, recorded = await self._queue.dead_letter(
                 d, reason, result_json=failed.model_dump_json().encode() if failed else None
             )
-        except queue.QueueUnavailable as e:
+        except (queue.QueueUnavailable, queue.QueueError) as e:
             log.error("cannot dead-letter entry %s: %s", d.entry_id, e)
             return
         if moved:
@@ -452,6 +459,13 @@ class WorkerPool:
                 "entry moved to the dead-letter stream",
                 extra={"entry_id": d.entry_id, "reason": recorded, "request": rid},
             )
+
+
+def _log_loop_failure(what: str, e: Exception, retry_in: float) -> None:
+    if isinstance(e, queue.QueueUnavailable):
+        log.warning("cannot %s, retrying in %.2fs: %s", what, retry_in, e)
+    else:
+        log.error("cannot %s, retrying in %.2fs", what, retry_in, exc_info=e)
 
 
 def _deadline_fallback(
