@@ -11,6 +11,7 @@ PYTEST_ARGS ?=
 
 include e2e/cluster/cluster.mk
 include charts/chart.mk
+include e2e/demo.mk
 
 .PHONY: help setup lint fmt typecheck test test-unit test-integration test-e2e demo bench crds clean
 
@@ -49,7 +50,7 @@ test-e2e: setup cluster-binaries
 
 test: lint typecheck test-unit test-integration test-e2e ## everything CI runs
 
-demo: setup ## the main job: a request through the mock LLM (grows with the operator)
+demo: setup ## the main job: control plane, operator, an agent, requests, queue-driven scaling
 	PYTHONPATH=e2e $(PYTHON) -m demo $(DEMO_ARGS)
 
 bench: setup ## benchmarks; results land in bench/results/
