@@ -188,27 +188,26 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         )
         try:
             outcome = await q.enqueue(envelope)
+            if isinstance(outcome, envelopes.Accepted):
+                backlog_gauge.set(outcome.backlog)
+                if fut is not None and waiter is not None:
+                    result = await waiter.wait(rid, fut, wait)  # forgets fut itself
+                    fut = None
+                    if result is not None:
+                        return api_responses.json_response(200, result)
+                return api_responses.accepted(rid)
         except queue.QueueFull as e:
             rejected.inc()
             return api_responses.error(429, str(e), **{"Retry-After": str(e.retry_after)})
-        except BaseException:
+        finally:
             if fut is not None and waiter is not None:
                 waiter.forget(rid, fut)
-            raise
-        if isinstance(outcome, envelopes.RequestState):  # a known request id
-            if fut is not None and waiter is not None:
-                waiter.forget(rid, fut)
-            state: envelopes.RequestState | None = outcome
-            if outcome.state == "queued" and wait > 0:
-                state = await poll_state(rid, wait)
-            if state is not None and state.state == "done" and state.result_json is not None:
-                return api_responses.json_response(200, state.result_json)
-            return api_responses.accepted(rid)
-        backlog_gauge.set(outcome.backlog)
-        if fut is not None and waiter is not None:
-            result = await waiter.wait(rid, fut, wait)
-            if result is not None:
-                return api_responses.json_response(200, result)
+        # A known request id: nothing was queued; say what is known (waiting if asked).
+        state: envelopes.RequestState | None = outcome
+        if outcome.state == "queued" and wait > 0:
+            state = await poll_state(rid, wait)
+        if state is not None and state.state == "done" and state.result_json is not None:
+            return api_responses.json_response(200, state.result_json)
         return api_responses.accepted(rid)
 
     @app.post(

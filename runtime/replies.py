@@ -47,6 +47,11 @@ class ResultWaiter:
         self._subscribed = asyncio.Event()
 
     @property
+    def waiting(self) -> int:
+        """Callers waiting right now (a gauge of load, and a check that none is leaked)."""
+        return sum(len(f) for f in self._waiting.values())
+
+    @property
     def subscribed(self) -> bool:
         return self._subscribed.is_set()
 
