@@ -198,7 +198,7 @@ class Agent:
             )
             run.llm_steps += 1
             run.record_attempts(outcome)
-            await self.hook.settle(action, outcome.cost_usd)
+            await self._settle(run, action, outcome.cost_usd)
             completion = outcome.completion
             if completion is None or outcome.model is None:
                 return await self._answer_by_rules(run, outcome.fallback_reason or "llm_error")
@@ -239,6 +239,21 @@ class Agent:
         return None
 
     # ------------------------------------------------------------------------------ policy
+
+    async def _settle(self, run: steps.Run, action: hooks.Action, cost_usd: float) -> None:
+        """Report the call's real cost, within the time the request has left: a slow hook must
+        not let the request's deadline throw away the answer just received."""
+        left = run.deadline.remaining() + DEADLINE_GRACE_SECONDS / 2
+        try:
+            async with asyncio.timeout(max(left, 0.0)):
+                await self.hook.settle(action, cost_usd)
+        except TimeoutError:
+            log.warning(
+                "request %s: cost of step %d (%.6f USD) not settled before the deadline",
+                run.request.request_id,
+                action.step,
+                cost_usd,
+            )
 
     async def _check(
         self,

@@ -15,6 +15,7 @@ from agent_support import agent_config
 
 from pilothouse.runtime import agent, config, devservers, requests, sessions
 from pilothouse.runtime.mockllm.process import MockLLMProcess
+from pilothouse.runtime.policies import engine
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +100,25 @@ return 1
 """
 
 
+async def answer_while_redis_is_busy(
+    a: agent.Agent, request: requests.AgentRequest, llm: MockLLMProcess, redis_url: str
+) -> agent.AgentOutcome:
+    """Answer ``request``, keeping Redis busy for 3 s from the moment the model is asked."""
+    busy = aioredis.Redis.from_url(redis_url)
+    try:
+        answering = asyncio.create_task(a.handle(request))
+        deadline = time.monotonic() + 10
+        while llm.admin.stats()["total"] < 1:  # the checks before the call are done
+            assert time.monotonic() < deadline, "the request never reached the model"
+            await asyncio.sleep(0.01)
+        blocking = asyncio.create_task(busy.eval(BUSY_SCRIPT, 0, 3_000_000))
+        outcome = await answering
+        await blocking
+    finally:
+        await busy.aclose()
+    return outcome
+
+
 async def test_an_answer_in_time_is_kept_when_the_session_write_is_slow(
     llm: MockLLMProcess, redis_server: devservers.RedisServer, unique_name: str
 ) -> None:
@@ -107,7 +127,6 @@ async def test_an_answer_in_time_is_kept_when_the_session_write_is_slow(
     llm.admin.set_faults(latency_ms=1_000)
     cfg = agent_config(unique_name, llm.url)
     client = aioredis.Redis.from_url(redis_server.url)
-    busy = aioredis.Redis.from_url(redis_server.url)
     try:
         async with agent.build_agent(cfg, redis=client) as a:
             # A session store that would wait longer than the request has left.
@@ -117,20 +136,35 @@ async def test_an_answer_in_time_is_kept_when_the_session_write_is_slow(
             request = requests.AgentRequest(
                 input="What is 2+2?", session_id=f"s-{unique_name}", timeout_seconds=2.0
             )
-            answering = asyncio.create_task(a.handle(request))
-            deadline = time.monotonic() + 10
-            while llm.admin.stats()["total"] < 1:  # the session was read, the model asked
-                assert time.monotonic() < deadline, "the request never reached the model"
-                await asyncio.sleep(0.01)
-            blocking = asyncio.create_task(busy.eval(BUSY_SCRIPT, 0, 3_000_000))
-            outcome = await answering
-            await blocking
+            outcome = await answer_while_redis_is_busy(a, request, llm, redis_server.url)
     finally:
         await client.aclose()
-        await busy.aclose()
     assert outcome.result.status is requests.ResultStatus.COMPLETED, outcome.decisions
     assert "4" in outcome.result.answer
     actions = [(d.action, d.outcome) for d in outcome.decisions]
     assert ("answer", "ok") in actions
     assert ("session_save", "error") in actions
     assert "fallback" not in {d.action for d in outcome.decisions}
+
+
+async def test_an_answer_in_time_is_kept_when_settling_its_cost_is_slow(
+    llm: MockLLMProcess, redis_server: devservers.RedisServer, unique_name: str
+) -> None:
+    llm.admin.set_faults(latency_ms=1_000)
+    budget = config.ResolvedPolicy.model_validate(
+        {"name": "budget", "costLimit": {"maxUsdPerHour": 10.0}}
+    )
+    cfg = agent_config(unique_name, llm.url, policies=(budget,))
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        # A policy engine that would wait for Redis longer than the request has left.
+        hook = engine.PolicyEngine(cfg, client, redis_timeout=10)
+        async with agent.build_agent(cfg, redis=client, policy_hook=hook) as a:
+            request = requests.AgentRequest(input="What is 2+2?", timeout_seconds=2.0)
+            outcome = await answer_while_redis_is_busy(a, request, llm, redis_server.url)
+    finally:
+        await client.aclose()
+    assert outcome.result.status is requests.ResultStatus.COMPLETED, outcome.decisions
+    assert "4" in outcome.result.answer
+    assert outcome.result.cost_usd > 0
+    assert [d.action for d in outcome.decisions][-1] == "answer"
