@@ -18,7 +18,7 @@ core, from the server process's CPU time (the mock LLM, Redis and PostgreSQL are
 processes; their CPU per request is reported beside it). Writes ``bench/results/serving.json``
 and ``.md``.
 
-    python -m bench serving [--levels 1,8,64,256] [--seconds 4] [--warmup 1]
+    python -m bench serving [--levels 1,8,64,256] [--seconds 3] [--repeats 2] [--warmup 1.5]
 """
 
 from __future__ import annotations
@@ -142,21 +142,35 @@ def _cpu(pids: list[int]) -> float:
     return total
 
 
-def measure(
-    system: str, port: int, pid: int, deps: list[int], clients: int, llm_ms: int, args: Any
-) -> Run:
+@dataclass
+class _Window:
+    latencies: list[float]
+    errors: int
+    seconds: float
+    cpu: float
+    deps_cpu: float
+
+
+def window(port: int, pid: int, deps: list[int], clients: int, args: Any) -> _Window:
+    """One measured window after a warm-up, with the CPU the server spent during it."""
     asyncio.run(_load(port, clients, args.warmup))
     cpu0, deps0 = _cpu([pid]), _cpu(deps)
     latencies, errors, elapsed = asyncio.run(_load(port, clients, args.seconds))
-    cpu, deps_cpu = _cpu([pid]) - cpu0, _cpu(deps) - deps0
-    n = len(latencies)
-    ordered = sorted(latencies)
+    return _Window(latencies, errors, elapsed, _cpu([pid]) - cpu0, _cpu(deps) - deps0)
+
+
+def summarize(system: str, clients: int, llm_ms: int, windows: list[_Window]) -> Run:
+    """Pool the windows of one system at one level (samples, time and CPU added up)."""
+    ordered = sorted(x for w in windows for x in w.latencies)
+    n = len(ordered)
+    elapsed = sum(w.seconds for w in windows)
+    cpu = sum(w.cpu for w in windows)
     return Run(
         system=system,
         clients=clients,
         llm_ms=llm_ms,
         requests=n,
-        errors=errors,
+        errors=sum(w.errors for w in windows),
         seconds=round(elapsed, 3),
         rps=round(n / elapsed, 1),
         p50_ms=round(statistics.median(ordered) * 1000, 2),
@@ -164,7 +178,7 @@ def measure(
         mean_ms=round(statistics.fmean(ordered) * 1000, 2),
         server_cpu_s=round(cpu, 3),
         server_cpu_ms_per_req=round(cpu / n * 1000, 3),
-        deps_cpu_ms_per_req=round(deps_cpu / n * 1000, 3),
+        deps_cpu_ms_per_req=round(sum(w.deps_cpu for w in windows) / n * 1000, 3),
     )
 
 
@@ -232,7 +246,8 @@ def _markdown(doc: dict[str, Any]) -> str:
         "# Serving overhead: full runtime vs a bare demo agent",
         "",
         f"Same mock LLM, same HTTP server style (FastAPI on uvicorn); {meta['seconds']} s per "
-        f"point after {meta['warmup']} s warm-up; {meta['cpus']} CPUs shared by everything "
+        f"point in {meta['windows']} windows alternating with the other system, each after "
+        f"{meta['warmup']} s warm-up; {meta['cpus']} CPUs shared by everything "
         f"(load generator, both servers, mock LLM, Redis, PostgreSQL); Python {meta['python']}.",
         "",
         "| LLM ms | clients | system | req/s | p50 ms | p99 ms | server CPU ms/req "
@@ -263,8 +278,9 @@ def _markdown(doc: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench serving")
     parser.add_argument("--levels", default="1,8,64,256")
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per window")
+    parser.add_argument("--repeats", type=int, default=2, help="windows per system and level")
+    parser.add_argument("--warmup", type=float, default=1.5)
     parser.add_argument("--cpu-clients", type=int, default=32)
     parser.add_argument("--demo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--llm", help=argparse.SUPPRESS)
@@ -294,11 +310,16 @@ def main(argv: list[str] | None = None) -> int:
                     asyncio.run(_load(port, 16, args.warmup))
                 for llm_ms, points in ((50, levels), (0, [args.cpu_clients])):
                     llm.admin.set_faults(latency_ms=llm_ms)
-                    for i, clients in enumerate(points):
-                        order = ["demo", "runtime"] if i % 2 == 0 else ["runtime", "demo"]
-                        for system in order:
-                            port, pid = systems[system]
-                            run = measure(system, port, pid, deps, clients, llm_ms, args)
+                    for clients in points:
+                        # The systems alternate, window by window, so noise hits both alike.
+                        windows: dict[str, list[_Window]] = {"demo": [], "runtime": []}
+                        for r in range(args.repeats):
+                            order = ["demo", "runtime"] if r % 2 == 0 else ["runtime", "demo"]
+                            for system in order:
+                                port, pid = systems[system]
+                                windows[system].append(window(port, pid, deps, clients, args))
+                        for system, ws in windows.items():
+                            run = summarize(system, clients, llm_ms, ws)
                             print(
                                 f"llm {llm_ms:>2} ms  clients {clients:>3}  {system:<7} "
                                 f"{run.rps:>7.1f} req/s  p50 {run.p50_ms:>7.2f}  "
@@ -310,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             demo.terminate()
             demo.wait(10)
     meta = {
-        "seconds": args.seconds,
+        "seconds": args.seconds * args.repeats,
+        "windows": args.repeats,
         "warmup": args.warmup,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
