@@ -83,8 +83,9 @@ class PendingAction(_Data):
     """What waits for approval, why, and the snapshot to resume from."""
 
     escalation_id: str
-    """Stable id (``esc-<request id>-<step>``): the same request escalating the same step
-    gives the same id, so a redelivered request parks one approval, not two."""
+    """Stable id (``esc-<agent>-<request id>-<step>``): the same request escalating the same
+    step gives the same id, so a redelivered request parks one approval, not two; the agent is
+    in it because request ids are the callers' and two agents may share one."""
     request_id: str
     agent_id: str
     kind: hooks.ActionKind

@@ -3,7 +3,8 @@
 The agent loop produces them; the worker hands them to a :class:`DecisionSink` (the batched
 PostgreSQL writer in ``pilothouse.runtime.audit``) before it acknowledges the queue entry;
 ``GET /v1/requests/{id}/decisions`` and ``pilothouse history`` read them back.
-``(request_id, step)`` is unique, which makes redelivery and spool replay idempotent.
+``(agent_id, request_id, step)`` is unique (request ids are the callers', unique per agent), which
+makes redelivery and spool replay idempotent.
 """
 
 from __future__ import annotations

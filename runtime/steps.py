@@ -378,7 +378,7 @@ class Run:
             fallback_reason=self.fallback_reason,
         )
         return pending.PendingAction(
-            escalation_id=f"esc-{self.request.request_id}-{self.step}",
+            escalation_id=f"esc-{self.cfg.agent}-{self.request.request_id}-{self.step}",
             request_id=self.request.request_id,
             agent_id=self.cfg.agent,
             kind=action.kind,

@@ -19,9 +19,12 @@ __all__ = ["as_json", "for_agent", "for_request", "table"]
 COLUMNS = ("step", "action", "latency ms", "cost usd", "outcome", "policy", "error")
 
 
-async def for_request(audit_store: store.AuditStore, request_id: str) -> list[chain.LinkedRow]:
-    """The request's decisions, ordered by step."""
-    return await audit_store.decisions_for_request(request_id)
+async def for_request(
+    audit_store: store.AuditStore, request_id: str, agent: str | None = None
+) -> list[chain.LinkedRow]:
+    """The request's decisions, ordered by step: those of ``agent``, or (request ids being the
+    callers') of every agent that answered a request with this id, agent by agent."""
+    return await audit_store.decisions_for_request(request_id, agent)
 
 
 async def for_agent(

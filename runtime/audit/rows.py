@@ -143,8 +143,9 @@ class DecisionRow:
     ts: datetime
 
     @property
-    def key(self) -> tuple[str, int]:
-        return (self.request_id, self.step)
+    def key(self) -> tuple[str, str, int]:
+        """What identifies a decision: request ids are the callers', unique per agent only."""
+        return (self.agent_id, self.request_id, self.step)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

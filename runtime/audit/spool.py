@@ -4,7 +4,7 @@ Why: the worker acknowledges a queue entry only once its records are durable; wi
 down that means on local disk. The spool is a folder of append-only JSON-lines segments:
 records are appended to ``current.jsonl`` and fsync'd before :meth:`Spool.append` returns;
 :meth:`Spool.rotate` closes it into ``seg-<time>-<n>.jsonl``, which the writer replays into
-PostgreSQL and then removes. Replay is idempotent (``(request_id, step)`` is unique), so a
+PostgreSQL and then removes. Replay is idempotent (``(agent, request, step)`` is unique), so a
 crash mid-replay only means replaying a segment again. A line cut short by a crash is skipped
 with a warning (its writer never returned, so its records were never acknowledged).
 

@@ -12,7 +12,8 @@ while PostgreSQL is down; migrations run on the first successful use (:meth:`mig
 
 Appending decisions (:meth:`write`) is one transaction: lock the heads of the agents'
 chains (``SELECT ... FOR UPDATE`` in agent order, so concurrent writers queue per agent and
-never deadlock), drop records already stored (idempotent replay), link the rest
+never deadlock), drop records already stored (idempotent replay: ``(agent, request, step)``
+is unique; request ids are the callers', so two agents may share one), link the rest
 (:func:`chain.link`), ``COPY`` them in, move the heads. Request summaries go in the same
 transaction with ``ON CONFLICT DO NOTHING``.
 """
@@ -62,7 +63,7 @@ class WriteOutcome:
 _INSERT_REQUEST: Final = (
     f"INSERT INTO audit_requests ({', '.join(rows.REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(rows.REQUEST_COLUMNS) + 1))}) "
-    "ON CONFLICT (request_id, attempt) DO NOTHING"
+    "ON CONFLICT (agent_id, request_id, attempt) DO NOTHING"
 )
 _INSERT_ESCALATION: Final = (
     f"INSERT INTO audit_escalations ({', '.join(rows.ESCALATION_COLUMNS)}) "
@@ -180,7 +181,7 @@ class AuditStore:
         self, decisions: Sequence[rows.DecisionRow], requests: Sequence[rows.RequestRow] = ()
     ) -> WriteOutcome:
         """Append decisions (chained) and request summaries, idempotently, in one transaction."""
-        unique: dict[tuple[str, int], rows.DecisionRow] = {}
+        unique: dict[tuple[str, str, int], rows.DecisionRow] = {}
         for d in decisions:
             unique.setdefault(d.key, d)
         async with self._conn() as conn, conn.transaction():
@@ -203,11 +204,12 @@ class AuditStore:
             )
             heads = await self._lock_heads(conn, agents)
         stored = {
-            (r[0], r[1])
+            (r[0], r[1], r[2])
             for r in await conn.fetch(
-                "SELECT d.request_id, d.step FROM audit_decisions d"
-                " JOIN unnest($1::text[], $2::int[]) AS k(r, s)"
-                " ON d.request_id = k.r AND d.step = k.s",
+                "SELECT d.agent_id, d.request_id, d.step FROM audit_decisions d"
+                " JOIN unnest($1::text[], $2::text[], $3::int[]) AS k(a, r, s)"
+                " ON d.agent_id = k.a AND d.request_id = k.r AND d.step = k.s",
+                [d.agent_id for d in batch],
                 [d.request_id for d in batch],
                 [d.step for d in batch],
             )
@@ -252,10 +254,16 @@ class AuditStore:
 
     # ------------------------------------------------------------------------ history
 
-    async def decisions_for_request(self, request_id: str) -> list[chain.LinkedRow]:
+    async def decisions_for_request(
+        self, request_id: str, agent: str | None = None
+    ) -> list[chain.LinkedRow]:
+        """A request's decisions (of one agent, or of every agent that used this id)."""
         async with self._conn() as conn:
             found = await conn.fetch(
-                "SELECT * FROM audit_decisions WHERE request_id = $1 ORDER BY step", request_id
+                "SELECT * FROM audit_decisions WHERE request_id = $1"
+                " AND ($2::text IS NULL OR agent_id = $2) ORDER BY agent_id, step",
+                request_id,
+                agent,
             )
         return [chain.linked_from_record(r) for r in found]
 
@@ -274,7 +282,8 @@ class AuditStore:
         return [chain.linked_from_record(r) for r in found]
 
     async def requests_for(self, request_id: str) -> list[rows.RequestRow]:
-        """The request's summaries (one per run: the first, and one per resume)."""
+        """The request's summaries (one per run: the first, and one per resume; one set per
+        agent that used this id)."""
         async with self._conn() as conn:
             found = await conn.fetch(
                 "SELECT * FROM audit_requests WHERE request_id = $1 ORDER BY finished_at",
@@ -393,8 +402,10 @@ class AuditStore:
             if found is None:
                 found = await conn.fetchrow(
                     "SELECT * FROM audit_escalations WHERE id = $1"
-                    " OR (request_id = $2 AND step = $3) ORDER BY requested_at LIMIT 1",
+                    " OR (agent_id = $2 AND request_id = $3 AND step = $4)"
+                    " ORDER BY requested_at LIMIT 1",
                     e.id,
+                    e.agent_id,
                     e.request_id,
                     e.step,
                 )

@@ -16,7 +16,7 @@ runs to its end before the spool is let go, even when its caller is cancelled me
 spool that cannot be written fails the submissions waiting on it (never leaves them waiting).
 
 When PostgreSQL is unreachable the writer switches to the spool; a replay task retries with
-exponential backoff, replays the spool (``(request_id, step)`` uniqueness makes that
+exponential backoff, replays the spool (``(agent, request, step)`` uniqueness makes that
 idempotent: no loss, no duplicates) and switches back once it is empty.
 """
 

@@ -150,7 +150,7 @@ def escalated() -> tuple[steps.Run, pending.PendingAction]:
 
 def test_an_escalation_snapshot_survives_a_json_round_trip() -> None:
     run, action = escalated()
-    assert action.escalation_id == "esc-req-1-1"
+    assert action.escalation_id == "esc-support-req-1-1"
     assert action.snapshot.next_step == 2  # the escalation's own decision takes step 1
     stored = orjson.dumps(action.model_dump(mode="json"))
     again = pending.PendingAction.model_validate(orjson.loads(stored))
