@@ -13,7 +13,7 @@ passes when every expectation passed; a run scores the weighted mean of its exam
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -269,8 +269,3 @@ def load_report(path: str | Path) -> RunReport:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise errors.UsageError(f"{p}: invalid report at {where}: {first['msg']}") from e
-
-
-def tags_in(examples: Iterable[ExampleResult]) -> list[str]:
-    """Every tag, in first-seen order."""
-    return list(dict.fromkeys(t for e in examples for t in e.tags))

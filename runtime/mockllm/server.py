@@ -48,8 +48,6 @@ __all__ = ["ServerState", "bind_socket", "create_app", "serve"]
 
 logger = logging.getLogger("pilothouse.mockllm")
 
-_HANG_POLL_S: Final = 0.05
-"""How often a hung request checks whether its client gave up."""
 _GRACEFUL_SHUTDOWN_S: Final = 3
 _UNCOUNTED_PREFIXES: Final = ("/admin/", "/healthz")
 
