@@ -101,6 +101,10 @@ def test_unknown_expectation_kind_names_the_line_and_suggests_the_right_one(
         ({"id": "a", "input": "x", "expect": {"regex": "("}}, "expect.regex: invalid regex"),
         ({"id": "a", "input": "x", "expect": {"status": "done"}}, "unknown status ['done']"),
         ({"id": "a", "input": "x", "expect": {"refused": True}, "weight": 0}, "'weight' must be"),
+        (
+            {"id": "a", "input": "x", "expect": {"refused": True}, "weight": 1e308},
+            "'weight' must be a number > 0 and <= 1e+06, not 1e+308",
+        ),
         ({"id": "a", "input": "x", "expect": {"refused": True}, "tags": "x"}, "'tags' must be"),
         ({"id": "a", "input": "x", "expect": {"refused": True}, "expected": 1}, "unknown key(s)"),
         ([1, 2], "an example must be an object"),

@@ -13,8 +13,8 @@ JSONL file, one example per line (or a YAML file holding a list of examples)::
 
 Keys: ``id`` (unique), ``input`` or ``conversation`` (user messages sent in order in one
 session), ``expect`` (expectation kind -> spec, see :mod:`expectations`; custom kinds from
-:mod:`scorers`), ``tags``, ``weight`` (> 0, default 1), ``description``. Every problem is
-reported, each as ``FILE:LINE: example ID: reason``, in one :class:`errors.UsageError`.
+:mod:`scorers`), ``tags``, ``weight`` (> 0, at most 1e6, default 1), ``description``. Every
+problem is reported, each as ``FILE:LINE: example ID: reason``, in one :class:`errors.UsageError`.
 
 A name without a path (``customer_support_v1``) finds a dataset shipped with Pilothouse: the
 ``.jsonl`` files beside this module (this package holds the loader and the shipped data).
@@ -42,6 +42,8 @@ __all__ = ["Dataset", "Example", "Expectation", "load_dataset", "parse_jsonl", "
 _KEYS = frozenset({"id", "input", "conversation", "expect", "tags", "weight", "description"})
 _SHIPPED_PACKAGE = "pilothouse.runtime.evaluation.datasets"
 _MAX_REPORTED_PROBLEMS = 50
+MAX_WEIGHT = 1e6
+"""Largest example weight: weights are summed, and sums of huge ones overflow to a NaN score."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +177,9 @@ def _example(raw: object, line: int, registry: scorers.Registry) -> Example:
         isinstance(weight, bool)
         or not isinstance(weight, int | float)
         or not math.isfinite(weight)
-        or weight <= 0
+        or not 0 < weight <= MAX_WEIGHT
     ):
-        raise ValueError(f"'weight' must be a number > 0, not {weight!r}")
+        raise ValueError(f"'weight' must be a number > 0 and <= {MAX_WEIGHT:g}, not {weight!r}")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ValueError("'description' must be a string")
