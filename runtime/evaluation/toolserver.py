@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Final, Self
@@ -37,6 +38,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from pilothouse.runtime import errors
 
 __all__ = ["DEFAULT_PORT", "READY_PREFIX", "ToolServerProcess", "create_app", "main", "weather"]
 
@@ -161,7 +164,8 @@ class ToolServerProcess:
         self._reader: threading.Thread | None = None
 
     def start(self) -> Self:
-        """Start it and wait until it listens; raise ``RuntimeError`` with its output."""
+        """Start it and wait until it listens; raise :class:`errors.DependencyUnavailable`
+        with its output when it exits first or does not report in time."""
         argv = [sys.executable, "-m", __name__, "--port", str(self.port)]
         proc = subprocess.Popen(
             argv,
@@ -185,9 +189,15 @@ class ToolServerProcess:
 
         self._reader = threading.Thread(target=read, name="toolserver-output", daemon=True)
         self._reader.start()
-        if not ready.wait(self.start_timeout):
-            self.stop()
-            raise RuntimeError("the tool server did not start:\n" + "\n".join(lines))
+        deadline = time.monotonic() + self.start_timeout
+        while not ready.wait(0.05):
+            exited = proc.poll() is not None
+            if exited or time.monotonic() > deadline:
+                self.stop()  # also waits for the output reader
+                problem = f"exited ({proc.returncode})" if exited else "did not report ready"
+                raise errors.DependencyUnavailable(
+                    f"the tool server {problem}:\n" + "\n".join(lines)
+                )
         return self
 
     def stop(self) -> None:

@@ -1,12 +1,16 @@
-"""The evaluation tool server: a real HTTP server whose answers a dataset can rely on."""
+"""The evaluation tool server: a real HTTP server whose answers a dataset can rely on, and a
+launcher that says at once why it could not start one."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from pilothouse.runtime import errors
 from pilothouse.runtime.evaluation import toolserver
 
 pytestmark = pytest.mark.integration
@@ -51,3 +55,16 @@ def test_bad_arguments_get_a_4xx_naming_the_problem(
     response = httpx.post(f"{server.url}{path}", json=body)
     assert response.status_code == status
     assert message in response.json()["error"]
+
+
+def test_a_server_that_cannot_listen_is_reported_when_it_exits() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        launcher = toolserver.ToolServerProcess(port=port, start_timeout=60)
+        started = time.monotonic()
+        with pytest.raises(errors.DependencyUnavailable, match=f"cannot listen on .*:{port}"):
+            launcher.start()
+    # Reported when the process exited, not after the start timeout.
+    assert time.monotonic() - started < 30
