@@ -6,7 +6,7 @@ VENV        ?= .venv
 PYTHON      := $(VENV)/bin/python
 BOOT_PYTHON ?= python3
 PKGS        := pilothouse.runtime pilothouse.operator
-SRC         := runtime operator tests e2e bench
+SRC         := runtime operator tests e2e bench charts pilothouse_pytest.py
 PYTEST_ARGS ?=
 
 include e2e/cluster/cluster.mk
@@ -37,7 +37,7 @@ fmt: setup ## format and auto-fix
 	$(VENV)/bin/ruff check --fix $(SRC)
 
 typecheck: setup ## mypy --strict on the packages
-	$(VENV)/bin/mypy $(addprefix -p ,$(PKGS))
+	$(VENV)/bin/mypy $(addprefix -p ,$(PKGS)) -m pilothouse_pytest
 
 test-unit: setup
 	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)

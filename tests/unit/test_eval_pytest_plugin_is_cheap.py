@@ -12,7 +12,10 @@ from pilothouse.runtime import pytest_plugin
 
 
 def test_the_plugin_is_loaded_from_its_entry_point(pytestconfig: pytest.Config) -> None:
-    assert pytestconfig.pluginmanager.get_plugin("pilothouse") is pytest_plugin
+    plugin = pytestconfig.pluginmanager.get_plugin("pilothouse")
+    assert plugin is not None
+    assert plugin.pytest_addoption is pytest_plugin.pytest_addoption
+    assert plugin.pilothouse_eval is pytest_plugin.pilothouse_eval
     assert pytestconfig.getoption("pilothouse_url") is None
     assert pytestconfig.getoption("pilothouse_threshold") == 0.8
 

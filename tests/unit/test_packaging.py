@@ -27,4 +27,16 @@ def test_listed_packages_exist() -> None:
     for package in _listed_packages():
         parts = package.split(".")[1:]
         folder = ROOT.joinpath(*parts)
-        assert (folder / "__init__.py").exists(), f"{package} is listed but {folder} is missing"
+        assert folder.is_dir(), f"{package} is listed but {folder} is missing"
+        has_code = (folder / "__init__.py").exists()
+        has_data = any(p.suffix in {".sql", ".lua", ".yaml", ".jsonl"} for p in folder.iterdir())
+        assert has_code or has_data, f"{package} is listed but holds neither code nor data"
+
+
+def test_the_pytest_entry_point_module_is_a_top_level_module() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    entry = pyproject["project"]["entry-points"]["pytest11"]["pilothouse"]
+    # pytest marks a plugin distribution's top-level modules for assertion rewriting; without
+    # one it would mark the folder `operator` (the standard library's) and warn on every run.
+    assert entry in pyproject["tool"]["setuptools"]["py-modules"]
+    assert (ROOT / f"{entry}.py").exists()
