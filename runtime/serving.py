@@ -345,7 +345,7 @@ async def build_runtime(
         audit = audit_store
 
         async def read_history(request_id: str) -> list[dict[str, Any]]:
-            return history.as_json(await history.for_request(audit, request_id))
+            return history.as_json(await history.for_request(audit, request_id, cfg.agent))
 
         history_reader = read_history
 

@@ -129,3 +129,42 @@ def test_unknown_requests_are_404(client: httpx.Client) -> None:
     assert "req-does-not-exist" in r.json()["message"]
     r = client.get("/v1/requests/req-does-not-exist/decisions")
     assert r.status_code == 404
+
+
+def test_history_holds_only_this_agents_decisions_when_another_agent_reuses_the_id(
+    client: httpx.Client,
+    redis_url: str,
+    postgres_dsn: str,
+    tmp_path: Path,
+) -> None:
+    # Request ids are the callers': two agents may each answer a request called the same.
+    rid = f"shared-{tmp_path.name[-8:]}"
+    with MockLLMProcess(seed=3) as llm:
+        other_cfg = runtime_config("e2e-http-other", llm.url)
+        with testing.RuntimeProcess(
+            other_cfg, env=runtime_env(redis_url, postgres_dsn), workdir=tmp_path
+        ) as other:
+            with httpx.Client(base_url=other.url, timeout=30) as other_client:
+                r = other_client.post(
+                    "/v1/requests",
+                    params={"wait": 10},
+                    json={"request_id": rid, "input": "What is 3+3?"},
+                )
+                assert r.status_code == 200, r.text
+            r = client.post(
+                "/v1/requests",
+                params={"wait": 10},
+                json={"request_id": rid, "input": "What is 2+2?"},
+            )
+            assert r.status_code == 200, r.text
+
+            def history() -> list[dict[str, object]] | None:
+                found: list[dict[str, object]] = client.get(f"/v1/requests/{rid}/decisions").json()[
+                    "decisions"
+                ]
+                return found if found and found[-1]["action"] == "answer" else None
+
+            decisions = wait_for(history, timeout=10, what="this agent's decision history")
+    assert {d["agent_id"] for d in decisions} == {"e2e-http"}
+    steps = [d["step"] for d in decisions]
+    assert steps == sorted(set(steps)), "another agent's steps are mixed in"
