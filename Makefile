@@ -19,9 +19,11 @@ help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
-	test -x $(PYTHON) || $(BOOT_PYTHON) -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check \
+	@# Never `python -m` from here before the project is installed: the folder `operator/` would
+	@# shadow the standard library's operator module (PYTHONSAFEPATH keeps the cwd off sys.path).
+	test -x $(PYTHON) || PYTHONSAFEPATH=1 $(BOOT_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
 		-c requirements/constraints.txt -e '.[dev]'
 	touch $@
 
