@@ -64,5 +64,5 @@ class SafetySection:
     def _deny_pattern(self, text: str, what: str = "the input") -> findings.Finding | None:
         for source, pattern in self.deny_patterns:
             if pattern.search(text):
-                return findings.denied(self.name, f"{what} match the deny pattern {source!r}")
+                return findings.denied(self.name, f"{what} matches the deny pattern /{source}/")
         return None
