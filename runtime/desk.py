@@ -176,3 +176,5 @@ class Settler:
                 await self.settle_once()
             except errors.PilothouseError as e:
                 log.warning("escalation settling failed (retrying): %s", e)
+            except Exception:  # a bug in one pass must not end settling for the pod's life
+                log.exception("escalation settling failed (retrying in %.0fs)", self.interval)
