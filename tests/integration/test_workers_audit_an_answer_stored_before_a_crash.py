@@ -1,0 +1,87 @@
+"""A worker that died after answering a request but before its audit write returned leaves the
+entry pending with the answer stored beside it. The worker that takes the entry over audits that
+stored answer (once), acknowledges the entry, and does not run the request again: answered
+once, audited once. The dead worker is a consumer that read and answered the entry and never
+acknowledged it, which is exactly what a killed pod leaves behind (real Redis, PostgreSQL, and a
+real ``pilothouse serve`` worker process)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from serving_support import AUDIT_SCHEMA, Launcher, audit_counts, await_for, launcher
+from serving_support import runtime_config as base_config
+
+from pilothouse.runtime import config, envelopes, queue, records, requests
+from pilothouse.runtime.mockllm.process import MockLLMProcess
+
+pytestmark = pytest.mark.integration
+
+STORED_ANSWER = "the answer stored before the crash"
+
+
+@pytest.fixture
+def launch(redis_url: str, postgres_dsn: str, tmp_path: Path) -> Iterator[Launcher]:
+    yield from launcher(redis_url, postgres_dsn, tmp_path)
+
+
+async def test_the_stored_answer_is_audited_once_and_not_run_again(
+    launch: Launcher,
+    redis_client: aioredis.Redis,
+    postgres_dsn: str,
+    unique_name: str,
+) -> None:
+    with MockLLMProcess(seed=3) as llm:
+        doc = base_config(unique_name, llm.url, workers={"visibilityTimeoutSeconds": 0.5})
+        cfg = config.parse_config(doc)
+        rid = f"req-{unique_name}"
+
+        # The worker that died: it read the entry and stored its answer, then nothing more.
+        dead = queue.WorkQueue(redis_client, cfg, consumer="pod-dead")
+        await dead.ensure_group()
+        request = requests.AgentRequest(input="What is 2+2?", request_id=rid)
+        await dead.enqueue(envelopes.Envelope(request, queue.now()))
+        [delivery] = await dead.read(1, block_ms=100)
+        result = requests.AgentResult(
+            request_id=rid, agent_id=cfg.agent, status="completed", answer=STORED_ANSWER
+        )
+        decision = records.AgentDecision(
+            request_id=rid,
+            agent_id=cfg.agent,
+            step=0,
+            action="answer",
+            result=STORED_ANSWER,
+            timestamp=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        )
+        result_json = result.model_dump_json().encode()
+        audit = envelopes.encode_audit(request, result_json, [decision])
+        completion = envelopes.Completion(delivery.entry_id, rid, result_json, None, audit)
+        assert await dead.answer([completion]) == [1]
+
+        launch(doc, role="worker")
+
+        async def acknowledged() -> bool:
+            return await dead.backlog() == 0
+
+        await await_for(acknowledged, within=15, what="the entry acknowledged by the survivor")
+
+        counts = await audit_counts(postgres_dsn, [rid])
+        assert counts[rid] == (1, 1, 1)
+        conn = await asyncpg.connect(postgres_dsn, server_settings={"search_path": AUDIT_SCHEMA})
+        try:
+            answer = await conn.fetchval(
+                "SELECT answer FROM audit_requests WHERE request_id = $1", rid
+            )
+        finally:
+            await conn.close()
+        assert answer == STORED_ANSWER
+        state = await dead.state(rid)
+        assert state is not None
+        assert state.result_json == result_json
+        assert await dead.answered_audit(delivery.entry_id) is None
+        assert llm.admin.stats()["total"] == 0  # the request was not run again
