@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -77,6 +78,16 @@ TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
+def _no_credentials(value: str) -> str:
+    """URLs end up in logs, metrics labels and audit records: credentials belong in Secrets."""
+    if "@" in urlsplit(value).netloc:
+        raise ValueError(
+            "must not carry credentials (user:password@); reference a Secret instead "
+            "(apiKeySecretRef, headersFrom)"
+        )
+    return value
+
+
 def _valid_regex(value: str) -> str:
     try:
         re.compile(value)
@@ -86,6 +97,7 @@ def _valid_regex(value: str) -> str:
 
 
 Regex = Annotated[str, AfterValidator(_valid_regex)]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://"), AfterValidator(_no_credentials)]
 EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
 
 
@@ -123,7 +135,7 @@ class ModelPricing(_Model):
 class ModelConfig(_Model):
     """An OpenAI-compatible Chat Completions endpoint and the model to ask there."""
 
-    endpoint: str = Field(pattern=r"^https?://")
+    endpoint: HttpUrl
     """Base URL of the API, e.g. ``https://api.openai.com/v1``."""
     name: str = Field(min_length=1)
     """Model name sent in the request, e.g. ``gpt-4o-mini``."""
@@ -151,7 +163,7 @@ class ToolConfig(_Model):
     """Function name offered to the model."""
     description: str = ""
     """What the tool does, offered to the model."""
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl
     """URL called to execute the tool."""
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     """HTTP method; GET sends the arguments as query parameters, others as a JSON body."""

@@ -49,6 +49,8 @@ def test_document_round_trips_with_camel_case_keys() -> None:
         ({"maxSteps": 0}, "maxSteps"),
         ({"agent": "Not_A_DNS_Name"}, "agent"),
         ({"model": {"endpoint": "ftp://x", "name": "m"}}, "model.endpoint"),
+        ({"model": {"endpoint": "https://u:key@llm.example/v1", "name": "m"}}, "credentials"),
+        ({"tools": [{"name": "t", "url": "http://token@tools.example/x"}]}, "tools.0.url"),
         ({"unknownKey": 1}, "unknownKey"),
         ({"reliability": {"retry": {"attempts": 0}}}, "reliability.retry.attempts"),
         (
