@@ -161,12 +161,28 @@ def rollout_status(
     Called after a full reconcile (with the new ``config_hash`` already in ``previous``) and on
     every change of the Deployment (``generation`` None keeps the observed generation). A
     Stalled agent keeps its conditions: only the counts move.
+
+    A Deployment whose controller has not observed its generation yet (``status`` absent or
+    ``observedGeneration`` behind ``metadata.generation``) says nothing about the rollout: its
+    counts belong to an older spec, or to none. On a Deployment event (``generation`` None)
+    ``previous`` is kept as it is, so an event body delivered late (e.g. the one of the
+    Deployment's creation, handled after a reconcile saw the pods ready) does not turn Ready
+    back to False; the controller's next status update brings the next event.
     """
+    if generation is None and deployment is not None and _unobserved(deployment):
+        return previous
     status = _observed_counts(previous, deployment)
     if conditions.is_true(status.conditions, conditions.STALLED):
         return status
     observed = previous.observed_generation if generation is None else generation
     return _rolled_out(status, deployment, observed, now)
+
+
+def _unobserved(deployment: Mapping[str, Any]) -> bool:
+    """The Deployment controller has not reported on the Deployment's current generation."""
+    return _int(deployment, "status", "observedGeneration") < _int(
+        deployment, "metadata", "generation"
+    )
 
 
 def _rolled_out(
@@ -180,8 +196,7 @@ def _rolled_out(
     template_hash = _annotation(deployment)
     done = (
         deployment is not None
-        and _int(deployment, "status", "observedGeneration")
-        >= _int(deployment, "metadata", "generation")
+        and not _unobserved(deployment)
         and template_hash == status.config_hash
         and (status.updated_replicas or 0) >= want
         and (status.replicas or 0) == want

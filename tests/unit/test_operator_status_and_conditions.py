@@ -200,6 +200,21 @@ def test_rollout_refresh_follows_the_deployment_without_a_new_generation() -> No
     assert done.ready_replicas == 2
 
 
+def test_a_late_event_of_an_unobserved_deployment_does_not_undo_ready() -> None:
+    ready = _after_reconcile(_deployment(want=1, ready=1, updated=1))
+    created: dict[str, Any] = {  # the Deployment's creation event, before the controller looked
+        "metadata": {"generation": 2},
+        "spec": _deployment(want=1, ready=0, updated=0)["spec"],
+    }
+    lagging = _deployment(want=1, ready=0, updated=0, observed=1)
+
+    for late in (created, lagging):
+        refreshed = statuses.rollout_status(ready, deployment=late, generation=None, now=T1)
+
+        assert refreshed == ready
+        assert conditions.is_true(refreshed.conditions, "Ready")
+
+
 def test_rollout_refresh_leaves_a_stalled_agent_stalled() -> None:
     stalled = _after_reconcile(None, outcome=statuses.Problem("InvalidSpec", "bad"))
 
