@@ -90,7 +90,8 @@ class ResultWaiter:
         self, request_id: str, fut: asyncio.Future[bytes], within: float
     ) -> bytes | None:
         """The result JSON if it arrives within ``within`` seconds, else None (after a last look
-        at the stored state)."""
+        at the stored state). Without Redis for that last look, None: the request was accepted,
+        so its caller is told its id (202), never that nothing was accepted (503)."""
         try:
             if within > 0:
                 with contextlib.suppress(TimeoutError):
@@ -98,7 +99,11 @@ class ResultWaiter:
                         return await asyncio.shield(fut)
             if fut.done() and not fut.cancelled():
                 return fut.result()
-            state = await self._read_state(request_id)
+            try:
+                state = await self._read_state(request_id)
+            except (queue.QueueUnavailable, queue.QueueError) as e:
+                log.warning("cannot read the state of a waited-for request: %s", e)
+                return None
             return state.result_json if state and state.state == "done" else None
         finally:
             self.forget(request_id, fut)
