@@ -49,6 +49,11 @@ TMP_SIZE: Final = "64Mi"
 SPOOL_SIZE: Final = "1Gi"
 SHUTDOWN_MARGIN_SECONDS: Final = 5
 """Added to ``workers.shutdownGraceSeconds`` for the pod's termination grace period."""
+PRE_STOP_SLEEP_SECONDS: Final = 5
+"""How long a terminating pod keeps running before it gets SIGTERM (the runtime container's
+``preStop`` sleep): the Service's endpoints and the nodes' proxies drop the pod meanwhile, so
+connections sent to it in that window are still served rather than refused. Counted in the
+termination grace period, before ``workers.shutdownGraceSeconds``."""
 
 
 def owner_reference(agent: resources.Agent) -> Manifest:
@@ -165,7 +170,7 @@ def build_deployment(
         "prometheus.io/path": "/metrics",
         labels.CONFIG_HASH_ANNOTATION: rendered.hash,
     }
-    grace = spec.workers.shutdown_grace_seconds + SHUTDOWN_MARGIN_SECONDS
+    grace = spec.workers.shutdown_grace_seconds + PRE_STOP_SLEEP_SECONDS + SHUTDOWN_MARGIN_SECONDS
     pod: Manifest = {
         "serviceAccountName": tpl.service_account_name or labels.child_name(name),
         "automountServiceAccountToken": False,
@@ -271,6 +276,7 @@ def _container(
         "startupProbe": _probe("/healthz", period=2, failures=30),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=5, failures=3),
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SLEEP_SECONDS)]}}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -144,4 +144,12 @@ def test_the_grace_period_covers_the_workers_shutdown() -> None:
 
     deployment, _ = _deployment(agent)
 
-    assert _pod(deployment)["terminationGracePeriodSeconds"] == 48
+    assert _pod(deployment)["terminationGracePeriodSeconds"] == 53  # 42.5 + 5 preStop + 5
+
+
+def test_a_terminating_pod_keeps_serving_while_its_endpoints_are_removed() -> None:
+    deployment, _ = _deployment(support_agent())
+
+    [container] = _pod(deployment)["containers"]
+
+    assert container["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "5"]}}}
