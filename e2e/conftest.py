@@ -7,7 +7,10 @@ to run the same tests against a cluster you already have (kind, CI); that cluste
 as it was found, apart from what the tests create and delete.
 
 Further fixtures (the operator under test, charts) build on ``k8s_cluster``: it gives the
-kubeconfig path, ``kubectl(...)``, and the kubectl and helm binaries.
+kubeconfig path, ``kubectl(...)``, and the kubectl and helm binaries. ``operator`` (one operator
+process per test module) and ``namespace`` (a namespace of that operator with an ``agent-redis``
+Secret pointing nowhere) serve the ``test_operator_*`` modules; a module needing other ones
+defines its own, which takes precedence.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ E2E_DIR = Path(__file__).resolve().parent
 if str(E2E_DIR) not in sys.path:  # `cluster` (e2e/cluster) is a package beside this file
     sys.path.insert(0, str(E2E_DIR))
 
+import operator_harness as h  # noqa: E402
 from cluster import launcher  # noqa: E402
 
 KUBECONFIG_ENV = "PILOTHOUSE_TEST_KUBECONFIG"
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens there
 
 
 def _state_dir() -> Path:
@@ -67,3 +72,20 @@ def k8s_namespace(k8s_cluster: launcher.Cluster) -> Iterator[str]:
         yield name
     finally:
         k8s_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def operator(
+    k8s_cluster: launcher.Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[h.OperatorProcess]:
+    """The operator for one test module: its own process, so a module may kill and restart it."""
+    with h.running_operator(k8s_cluster, tmp_path_factory.mktemp("operator")) as proc:
+        yield proc
+
+
+@pytest.fixture
+def namespace(k8s_cluster: launcher.Cluster, operator: h.OperatorProcess) -> Iterator[str]:
+    """A fresh namespace for ``operator``, with the ``agent-redis`` Secret its agents reference."""
+    with h.agent_namespace(k8s_cluster) as ns:
+        h.apply(k8s_cluster, ns, h.redis_secret(UNREACHABLE_REDIS))
+        yield ns

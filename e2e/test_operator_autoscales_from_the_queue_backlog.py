@@ -31,15 +31,7 @@ def redis_server() -> Iterator[devservers.RedisServer]:
         yield server.start()
 
 
-@pytest.fixture(scope="module")
-def operator(
-    k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[h.OperatorProcess]:
-    with h.running_operator(k8s_cluster, tmp_path_factory.mktemp("operator")) as proc:
-        yield proc
-
-
-@pytest.fixture
+@pytest.fixture  # its own: the Secret points at this module's Redis and the agent is Ready
 def namespace(
     k8s_cluster: Cluster, operator: h.OperatorProcess, redis_server: devservers.RedisServer
 ) -> Iterator[str]:

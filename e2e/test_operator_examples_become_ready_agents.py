@@ -20,14 +20,6 @@ POLICIES = ("cost-guard", "safety", "returns-review")
 
 
 @pytest.fixture(scope="module")
-def operator(
-    k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[h.OperatorProcess]:
-    with h.running_operator(k8s_cluster, tmp_path_factory.mktemp("operator")) as proc:
-        yield proc
-
-
-@pytest.fixture(scope="module")
 def examples(k8s_cluster: Cluster, operator: h.OperatorProcess) -> Iterator[str]:
     """The examples applied into one namespace, the agent Ready."""
     with h.agent_namespace(k8s_cluster) as ns:

@@ -5,27 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import operator_harness as h
 import pytest
 from cluster.launcher import Cluster
-
-
-@pytest.fixture(scope="module")
-def operator(
-    k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[h.OperatorProcess]:
-    with h.running_operator(k8s_cluster, tmp_path_factory.mktemp("operator")) as proc:
-        yield proc
-
-
-@pytest.fixture
-def namespace(k8s_cluster: Cluster, operator: h.OperatorProcess) -> Iterator[str]:
-    with h.agent_namespace(k8s_cluster) as ns:
-        h.apply(k8s_cluster, ns, h.redis_secret("redis://127.0.0.1:1/0"))
-        yield ns
 
 
 def _create(

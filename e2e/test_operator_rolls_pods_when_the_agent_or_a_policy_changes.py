@@ -8,31 +8,14 @@ its agents).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import operator_harness as h
-import pytest
 import yaml
 from cluster.launcher import Cluster
 from polling import wait_until
 
 AGENT = "roller"
-
-
-@pytest.fixture(scope="module")
-def operator(
-    k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[h.OperatorProcess]:
-    with h.running_operator(k8s_cluster, tmp_path_factory.mktemp("operator")) as proc:
-        yield proc
-
-
-@pytest.fixture
-def namespace(k8s_cluster: Cluster, operator: h.OperatorProcess) -> Iterator[str]:
-    with h.agent_namespace(k8s_cluster) as ns:
-        h.apply(k8s_cluster, ns, h.redis_secret("redis://127.0.0.1:1/0"))
-        yield ns
 
 
 def _hashes(cluster: Cluster, ns: str) -> tuple[str, str, str]:

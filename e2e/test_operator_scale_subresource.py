@@ -3,27 +3,9 @@ autoscaler is the only writer and `kubectl scale` is refused with the reason."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import operator_harness as h
-import pytest
 from cluster.launcher import Cluster
 from polling import wait_until
-
-
-@pytest.fixture(scope="module")
-def operator(
-    k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[h.OperatorProcess]:
-    with h.running_operator(k8s_cluster, tmp_path_factory.mktemp("operator")) as proc:
-        yield proc
-
-
-@pytest.fixture
-def namespace(k8s_cluster: Cluster, operator: h.OperatorProcess) -> Iterator[str]:
-    with h.agent_namespace(k8s_cluster) as ns:
-        h.apply(k8s_cluster, ns, h.redis_secret("redis://127.0.0.1:1/0"))
-        yield ns
 
 
 def test_kubectl_scale_sets_the_replicas_when_scaling_is_off(
