@@ -55,6 +55,8 @@ __all__ = [
     "HistoryReader",
     "Services",
     "create_app",
+    "no_answer_message",
+    "sync_wait_seconds",
 ]
 
 RequestId = Annotated[
@@ -62,6 +64,17 @@ RequestId = Annotated[
 ]
 SYNC_WAIT_MARGIN_SECONDS: Final = 5.0
 """``POST /agent/process`` waits the request's deadline plus this (queueing, storing)."""
+
+
+def sync_wait_seconds(deadline: float) -> float:
+    """How long ``POST /agent/process`` waits for a request with this deadline (capped)."""
+    within = deadline + workers.DEADLINE_GRACE_SECONDS + SYNC_WAIT_MARGIN_SECONDS
+    return min(within, api_models.MAX_WAIT_SECONDS)
+
+
+def no_answer_message(request_id: str, waited: float) -> str:
+    """The 504 of ``POST /agent/process``: the wait it really made, and where the answer will be."""
+    return f"no answer within {waited:g}s; read it later at /v1/requests/{request_id}"
 
 
 class HistoryReader(Protocol):
@@ -254,14 +267,12 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             return problem
         request = body.to_request()
         deadline = request.timeout_seconds or cfg.reliability.request_timeout_seconds
-        within = deadline + workers.DEADLINE_GRACE_SECONDS + SYNC_WAIT_MARGIN_SECONDS
-        response = await submit(request, min(within, api_models.MAX_WAIT_SECONDS))
+        waited = sync_wait_seconds(deadline)
+        response = await submit(request, waited)
         if response.status_code == 202:
             rid = request.request_id
             return api_responses.error(
-                504,
-                f"no answer within {within:g}s; read it later at /v1/requests/{rid}",
-                Location=f"/v1/requests/{rid}",
+                504, no_answer_message(rid, waited), Location=f"/v1/requests/{rid}"
             )
         return response
 
