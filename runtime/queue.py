@@ -290,7 +290,8 @@ class WorkQueue:
         out = []
         for entry_id, deliveries, fields in reply:
             if not fields:  # deleted while pending: nothing left to do but forget it
-                await self.redis.xack(self.stream, GROUP, entry_id)
+                with _queue_errors("forgetting a deleted entry"):
+                    await self.redis.xack(self.stream, GROUP, entry_id)
                 continue
             out.append(envelopes.delivery_of(entry_id, fields, int(deliveries)))
         return out
