@@ -411,7 +411,9 @@ class WorkerPool:
 
     async def _dead_letter(self, d: envelopes.Delivery, reason: str) -> None:
         """Move the entry to the dead-letter stream; its caller gets a ``failed`` answer, which
-        is audited (with a ``dead_letter`` decision) when the entry could be decoded."""
+        is audited (with a ``dead_letter`` decision) when the entry could be decoded. An entry
+        answered before keeps its answer and is audited from its stored payload; when that audit
+        fails it stays pending instead (dead-lettering would drop the payload)."""
         rid = d.request_id
         failed = None
         if rid is not None:
@@ -427,9 +429,19 @@ class WorkerPool:
             stored = await self._queue.answered_audit(d.entry_id)
         if stored is not None:  # answered before it failed: the answer stands, audit it
             try:
-                await self._sink.submit_result(*envelopes.decode_audit(stored))
-            except Exception:
-                log.exception("cannot audit the answered request %s", rid)
+                audit = envelopes.decode_audit(stored)
+            except Exception:  # no later delivery could audit it either
+                log.exception("cannot read the stored audit of the answered request %s", rid)
+            else:
+                try:
+                    await self._sink.submit_result(*audit)
+                except Exception as e:
+                    # Dead-lettering would drop the stored audit payload: leave the entry
+                    # pending, so the delivery after the visibility timeout audits it again.
+                    log.error(
+                        "cannot audit the answered request %s; the entry stays pending: %s", rid, e
+                    )
+                    return
         elif failed is not None and d.envelope is not None:
             decision = records.AgentDecision(
                 request_id=failed.request_id,
