@@ -25,13 +25,10 @@ import argparse
 import hashlib
 import re
 import socket
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import uvicorn
 from starlette.applications import Starlette
@@ -39,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from pilothouse.runtime import errors
+from pilothouse.runtime import errors, processes
 
 __all__ = ["DEFAULT_PORT", "READY_PREFIX", "ToolServerProcess", "create_app", "main", "weather"]
 
@@ -153,80 +150,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-class ToolServerProcess:
-    """The tool server as a child process on a free loopback port (tests and the demo)."""
+class ToolServerProcess(processes.ChildProcess):
+    """The tool server as a child process on a free loopback port (tests and the demo).
+
+    :meth:`start` waits until it listens and raises :class:`errors.DependencyUnavailable`
+    with its output when it exits first or does not report in time.
+    """
+
+    description = "the tool server"
+    ready_pattern = re.compile(re.escape(READY_PREFIX) + r"(http://\S+)")
 
     def __init__(self, *, port: int = 0, start_timeout: float = 20.0) -> None:
-        self.port = port
-        self.start_timeout = start_timeout
+        super().__init__(port=port, start_timeout=start_timeout)
         self.url = ""
-        self._proc: subprocess.Popen[str] | None = None
-        self._reader: threading.Thread | None = None
 
-    def start(self) -> Self:
-        """Start it and wait until it listens; raise :class:`errors.DependencyUnavailable`
-        with its output when it exits first or does not report in time."""
-        argv = [sys.executable, "-m", __name__, "--port", str(self.port)]
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._proc = proc
-        assert proc.stdout is not None
-        ready = threading.Event()
-        lines: list[str] = []
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", __name__, "--port", str(self.port)]
 
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.append(line.rstrip())
-                if line.startswith(READY_PREFIX):
-                    self.url = line[len(READY_PREFIX) :].strip()
-                    ready.set()
+    def failure(self, message: str) -> Exception:
+        return errors.DependencyUnavailable(message)
 
-        self._reader = threading.Thread(target=read, name="toolserver-output", daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + self.start_timeout
-        while not ready.wait(0.05):
-            exited = proc.poll() is not None
-            if exited or time.monotonic() > deadline:
-                self.stop()  # also waits for the output reader
-                problem = f"exited ({proc.returncode})" if exited else "did not report ready"
-                raise errors.DependencyUnavailable(
-                    f"the tool server {problem}:\n" + "\n".join(lines)
-                )
-        return self
-
-    def stop(self) -> None:
-        """Stop it (SIGTERM, then SIGKILL); safe to call twice."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if self._reader is not None:
-            self._reader.join(timeout=5)
-            self._reader = None
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def wait_until_ready(self, deadline: float) -> None:
+        self.url = self.await_ready_line(deadline)
 
 
 if __name__ == "__main__":

@@ -17,24 +17,18 @@ started again on the same port to take the LLM away mid-test.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Final, Self, TypedDict
+from typing import Any, Final, Self, TypedDict
 
 import httpx
 import orjson
 
+from pilothouse.runtime import processes
 from pilothouse.runtime.mockllm import command, errors, faults
 
 __all__ = [
@@ -45,7 +39,7 @@ __all__ = [
 ]
 
 DEFAULT_START_TIMEOUT: Final = 20.0
-DEFAULT_STOP_TIMEOUT: Final = 10.0
+DEFAULT_STOP_TIMEOUT: Final = processes.DEFAULT_STOP_TIMEOUT
 _OUTPUT_LINES: Final = 200
 _READY: Final = re.compile(re.escape(command.READY_PREFIX) + r"(http://\S+)")
 
@@ -139,16 +133,12 @@ class AdminClient:
         self._http.close()
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-
-
-class MockLLMProcess:
+class MockLLMProcess(processes.ChildProcess):
     """A ``pilothouse mock-llm`` server process on a loopback port."""
+
+    description = "the mock LLM"
+    ready_pattern = _READY
+    output_lines = _OUTPUT_LINES
 
     def __init__(
         self,
@@ -165,23 +155,16 @@ class MockLLMProcess:
         python: str = sys.executable,
     ) -> None:
         """Configure (not start) a server; ``faults`` and the rest become command-line flags."""
+        super().__init__(port=port, start_timeout=start_timeout, stop_timeout=DEFAULT_STOP_TIMEOUT)
         self.scenario = scenario
         self.fault_config = _as_fault_config(faults)
         self.seed = seed
         self.api_key = api_key
         self.host = host
-        self.port = port
         self.log_level = log_level
-        self.start_timeout = start_timeout
         self.extra_args = tuple(extra_args)
         self.python = python
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
-        self._ready_url: str | None = None
-        self._ready = threading.Event()
-        self._lines: collections.deque[str] = collections.deque(maxlen=_OUTPUT_LINES)
         self._admin: AdminClient | None = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     # --- addresses ------------------------------------------------------------------------
 
@@ -203,15 +186,6 @@ class MockLLMProcess:
         if self._admin is None:
             raise errors.LaunchError("the mock LLM is not running: call start() first")
         return self._admin
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def output(self) -> str:
-        """The last lines the server printed (its log), for failure messages."""
-        return "\n".join(self._lines)
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -235,64 +209,22 @@ class MockLLMProcess:
         args += command.fault_flags(self.fault_config)
         return args + list(self.extra_args)
 
-    def start(self) -> Self:
-        """Start the server and wait until it answers; raise :class:`errors.LaunchError`."""
-        if self.running:
-            return self
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
         env.pop(command.API_KEY_ENV, None)
         if self.api_key is not None:
             env[command.API_KEY_ENV] = self.api_key  # not on the command line, not in ps
-        self._ready.clear()
-        self._ready_url = None
-        self._lines.clear()
-        proc = subprocess.Popen(
-            self.argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        self._proc = proc
-        self._finalizer = weakref.finalize(self, _kill_group, proc)
-        assert proc.stdout is not None
-        self._reader = threading.Thread(
-            target=self._read_output, args=(proc.stdout,), name="mockllm-output", daemon=True
-        )
-        self._reader.start()
-        try:
-            self._wait_ready(proc)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return env
 
-    def _read_output(self, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
-            self._lines.append(line)
-            if self._ready_url is None:
-                m = _READY.search(line)
-                if m is not None:
-                    self._ready_url = m.group(1)
-                    self._ready.set()
+    def failure(self, message: str) -> Exception:
+        return errors.LaunchError(message)
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while not self._ready.wait(0.05):
-            if proc.poll() is not None:
-                self._join_reader()
-                raise errors.LaunchError(
-                    f"the mock LLM exited with code {proc.returncode}:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                raise errors.LaunchError(
-                    f"the mock LLM did not report ready within {self.start_timeout:g}s:\n"
-                    f"{self.output()}"
-                )
-        url = self.base_url
-        self.port = int(url.rsplit(":", 1)[1])  # a restart reuses the port
+    def start(self) -> Self:
+        """Start the server and wait until it answers; raise :class:`errors.LaunchError`."""
+        return super().start()
+
+    def wait_until_ready(self, deadline: float) -> None:
+        url = self.await_ready_line(deadline)
         self._admin = AdminClient(url)
         try:
             response = httpx.get(f"{url}/healthz", timeout=max(1.0, deadline - time.monotonic()))
@@ -300,49 +232,12 @@ class MockLLMProcess:
         except httpx.HTTPError as e:
             raise errors.LaunchError(f"the mock LLM at {url} does not answer: {e}") from e
 
-    def _join_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.join(timeout=5)
-            self._reader = None
-
-    def stop(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+    def stop(self, *, timeout: float | None = None) -> int | None:
         """Stop the server (SIGTERM, then SIGKILL); safe to call any number of times."""
-        proc, self._proc = self._proc, None
         if self._admin is not None:
             self._admin.close()
             self._admin = None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        self._join_reader()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        self._ready_url = None
-
-    def restart(self) -> Self:
-        """Stop and start again on the same port (the scenario and faults of the flags)."""
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return super().stop(timeout=timeout)
 
 
 def _as_fault_config(value: faults.FaultConfig | Mapping[str, Any] | None) -> faults.FaultConfig:

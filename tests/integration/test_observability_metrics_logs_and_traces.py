@@ -179,29 +179,33 @@ def tool_server() -> Iterator[ToolServer]:
 
 @pytest.fixture
 async def runtime(
-    redis_url: str, postgres_dsn: str, tmp_path: Path, tool_server: ToolServer, unique_name: str
+    redis_url: str,
+    postgres_dsn: str,
+    tmp_path: Path,
+    tool_server: ToolServer,
+    unique_name: str,
+    llm: MockLLMProcess,
 ) -> AsyncIterator[serving.Runtime]:
     tools = [t.model_dump(mode="json", by_alias=True) for t in standard_tools(tool_server.url)]
-    with MockLLMProcess(seed=10) as llm:
-        doc = runtime_config(
-            unique_name,
-            llm.url,
-            tools=tools,
-            audit={"spoolDir": str(tmp_path / "spool")},
-            policies=[{"name": "guard", "safety": {"denyPatterns": ["drop table"]}}],
-        )
-        rt = await serving.build_runtime(
-            config.parse_config(doc),
-            role=serving.Role.ALL,
-            environ=runtime_env(redis_url, postgres_dsn),
-            tracing=False,
-        )
-        await rt.start()
-        try:
-            yield rt
-        finally:
-            await rt.drain(1)
-            await rt.close()
+    doc = runtime_config(
+        unique_name,
+        llm.url,
+        tools=tools,
+        audit={"spoolDir": str(tmp_path / "spool")},
+        policies=[{"name": "guard", "safety": {"denyPatterns": ["drop table"]}}],
+    )
+    rt = await serving.build_runtime(
+        config.parse_config(doc),
+        role=serving.Role.ALL,
+        environ=runtime_env(redis_url, postgres_dsn),
+        tracing=False,
+    )
+    await rt.start()
+    try:
+        yield rt
+    finally:
+        await rt.drain(1)
+        await rt.close()
 
 
 async def test_one_trace_covers_api_queue_worker_and_the_agents_steps(

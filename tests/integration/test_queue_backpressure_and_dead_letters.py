@@ -25,12 +25,6 @@ def launch(redis_url: str, postgres_dsn: str, tmp_path: Path) -> Iterator[Launch
     yield from launcher(redis_url, postgres_dsn, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[MockLLMProcess]:
-    with MockLLMProcess(seed=2) as server:
-        yield server
-
-
 def metric(rt: testing.RuntimeProcess, name: str) -> float:
     text = httpx.get(f"{rt.url}/metrics", timeout=5).text
     return sum(

@@ -4,7 +4,6 @@ queued once: the guarantees the API's 429 and idempotent retries rest on (real R
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,13 +21,6 @@ def _cfg(agent: str, **workers: object) -> config.RuntimeConfig:
             "workers": workers,
         }
     )
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def _envelope(text: str, **kw: object) -> envelopes.Envelope:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -28,13 +27,6 @@ def _cfg(agent: str) -> config.RuntimeConfig:
             "workers": {"visibilityTimeoutSeconds": VISIBILITY, "maxDeliveries": 3},
         }
     )
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def _enqueue(q: queue.WorkQueue, rid: str) -> None:

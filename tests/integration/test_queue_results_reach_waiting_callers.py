@@ -4,8 +4,6 @@ lost on the way to a waiting caller, only learnt later (real Redis, restarted mi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 
@@ -18,13 +16,6 @@ def _cfg(agent: str) -> config.RuntimeConfig:
     return config.parse_config(
         {"agent": agent, "model": {"endpoint": "http://127.0.0.1:9/v1", "name": "m"}}
     )
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def _answer(cfg: config.RuntimeConfig, rid: str, text: str) -> bytes:

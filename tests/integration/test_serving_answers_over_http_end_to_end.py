@@ -32,6 +32,7 @@ def runtime(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[testing.RuntimeProcess]:
     tools = [t.model_dump(mode="json", by_alias=True) for t in standard_tools(tool_server.url)]
+    # Own mock LLM: this runtime is module-scoped, the shared `llm` fixture per test.
     with MockLLMProcess(seed=7) as llm:
         cfg = runtime_config("e2e-http", llm.url, tools=tools)
         workdir: Path = tmp_path_factory.mktemp("e2e-http")

@@ -27,6 +27,7 @@ MAX_INPUT = 1000
 def runtime(
     redis_url: str, postgres_dsn: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[testing.RuntimeProcess]:
+    # Own mock LLM: this runtime is module-scoped, the shared `llm` fixture per test.
     with MockLLMProcess(seed=4) as llm:
         cfg = runtime_config(
             "hostile-input",
