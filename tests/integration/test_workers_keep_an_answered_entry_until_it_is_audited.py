@@ -103,7 +103,7 @@ async def test_the_entry_stays_pending_until_its_stored_answer_is_audited(
                 return await _times_delivered(redis_client, dead.stream, entry_id) >= 3
 
             # Delivery 2 found the audit impossible and left the entry; delivery 3 took it again.
-            await await_for(tried_again, within=20, what="the entry delivered a third time")
+            await await_for(tried_again, within=60, what="the entry delivered a third time")
             assert await dead.dead_letters() == []
             assert await dead.answered_audit(entry_id) == audit
         finally:
@@ -117,7 +117,7 @@ async def test_the_entry_stays_pending_until_its_stored_answer_is_audited(
                 return False
             return counts[rid] == (1, 1, 1)
 
-        await await_for(audited, within=30, what="the stored answer audited")
+        await await_for(audited, within=60, what="the stored answer audited")
 
         async def settled() -> bool:
             return await dead.answered_audit(entry_id) is None and await dead.backlog() == 0
