@@ -19,8 +19,6 @@ is marked settled after acting.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from pilothouse.runtime import (
     envelopes,
     errors,
     escalations,
+    periodic,
     queue,
     requests,
     workers,
@@ -134,23 +133,14 @@ class Desk:
         return result
 
 
-class Settler:
+class Settler(periodic.Periodic):
     """Acts on this agent's decided-but-unsettled escalations, every ``interval`` seconds."""
 
     def __init__(self, desk: Desk, *, interval: float = DEFAULT_SETTLE_INTERVAL_SECONDS) -> None:
+        super().__init__(
+            "escalation-settler", lambda: self.settle_once(), interval=interval, run_at_start=False
+        )
         self.desk = desk
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="escalation-settler")
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def settle_once(self) -> int:
         """Act on every unsettled escalation found now; returns how many were settled."""
@@ -168,13 +158,3 @@ class Settler:
             except (errors.PilothouseError, ValueError) as exc:
                 log.warning("cannot settle escalation %s yet: %s", e.id, exc)
         return done
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.settle_once()
-            except errors.PilothouseError as e:
-                log.warning("escalation settling failed (retrying): %s", e)
-            except Exception:  # a bug in one pass must not end settling for the pod's life
-                log.exception("escalation settling failed (retrying in %.0fs)", self.interval)

@@ -13,15 +13,13 @@ too. Called periodically by :class:`Housekeeper` (retention + escalation expiry)
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from pilothouse.runtime import errors
+from pilothouse.runtime import periodic
 from pilothouse.runtime.audit import store
 
 __all__ = ["Housekeeper", "RetentionReport", "cutoff", "run_retention"]
@@ -65,7 +63,7 @@ async def run_retention(
     return RetentionReport(agent, total, other, limit)
 
 
-class Housekeeper:
+class Housekeeper(periodic.Periodic):
     """Runs ``job(now)`` every ``interval`` seconds in the background (retention and
     escalation expiry for the agent); failures are logged and retried at the next tick."""
 
@@ -76,27 +74,8 @@ class Housekeeper:
         interval: float = DEFAULT_INTERVAL,
         clock: Callable[[], float],
     ) -> None:
-        self._job = job
-        self._interval = interval
-        self._clock = clock
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="audit-housekeeper")
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._job(datetime.fromtimestamp(self._clock(), UTC))
-            except errors.PilothouseError as e:
-                log.warning("audit housekeeping failed (retrying in %.0fs): %s", self._interval, e)
-            except Exception:  # a bug in one run must not end housekeeping for the pod's life
-                log.exception("audit housekeeping failed (retrying in %.0fs)", self._interval)
-            await asyncio.sleep(self._interval)
+        super().__init__(
+            "audit-housekeeper",
+            lambda: job(datetime.fromtimestamp(clock(), UTC)),
+            interval=interval,
+        )

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pilothouse.runtime import errors
+from pilothouse.runtime import errors, periodic
 from pilothouse.runtime.audit import retention
 
 NOW = 1_750_000_000.0
@@ -39,7 +39,7 @@ async def test_a_failing_run_is_logged_and_the_next_tick_runs_again(
     finally:
         await keeper.close()
     assert runs[0] == datetime.fromtimestamp(NOW, UTC)
-    bug, outage = [r for r in caplog.records if r.name == retention.__name__][:2]
+    bug, outage = [r for r in caplog.records if r.name == periodic.__name__][:2]
     assert bug.levelno == logging.ERROR  # with the traceback: it is a bug
     assert bug.exc_info is not None
     assert str(bug.exc_info[1]) == "a bug in one run"
