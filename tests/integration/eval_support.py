@@ -93,7 +93,7 @@ def forgetful_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockLLMP
 
 
 @pytest.fixture(scope="module")
-def tool_server() -> Iterator[toolserver.ToolServerProcess]:
+def eval_tool_server() -> Iterator[toolserver.ToolServerProcess]:
     """The evaluation tool server (weather, returns)."""
     with toolserver.ToolServerProcess() as server:
         yield server
@@ -103,14 +103,14 @@ def tool_server() -> Iterator[toolserver.ToolServerProcess]:
 def support_config(
     tmp_path_factory: pytest.TempPathFactory,
     support_llm: MockLLMProcess,
-    tool_server: toolserver.ToolServerProcess,
+    eval_tool_server: toolserver.ToolServerProcess,
 ) -> Path:
     """A runtime config of the support agent on the well-behaved mock LLM."""
     folder = tmp_path_factory.mktemp("config")
     return runtime_config(
         folder / "good.yaml",
         llm_url=support_llm.url,
-        tools_url=tool_server.url,
+        tools_url=eval_tool_server.url,
         agent=f"support-{uuid.uuid4().hex[:8]}",
     )
 
@@ -119,14 +119,14 @@ def support_config(
 def forgetful_config(
     tmp_path_factory: pytest.TempPathFactory,
     forgetful_llm: MockLLMProcess,
-    tool_server: toolserver.ToolServerProcess,
+    eval_tool_server: toolserver.ToolServerProcess,
 ) -> Path:
     """A runtime config of the support agent on the mock LLM that never calls tools."""
     folder = tmp_path_factory.mktemp("config")
     return runtime_config(
         folder / "forgetful.yaml",
         llm_url=forgetful_llm.url,
-        tools_url=tool_server.url,
+        tools_url=eval_tool_server.url,
         agent=f"forgetful-{uuid.uuid4().hex[:8]}",
     )
 

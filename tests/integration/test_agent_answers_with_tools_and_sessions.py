@@ -4,7 +4,7 @@ turn calls a tool that updates the session context stored in Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -15,12 +15,6 @@ from pilothouse.runtime import agent, requests
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
 
 
 @pytest.fixture

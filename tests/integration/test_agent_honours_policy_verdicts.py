@@ -5,8 +5,6 @@ it: the approved tool runs and the conversation finishes. A hook that breaks fai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -53,12 +51,6 @@ def deny(policy: str, reason: str, *, dry_run: bool = False) -> hooks.PolicyResu
 
 def escalate(policy: str, reason: str) -> hooks.PolicyResult:
     return hooks.PolicyResult(hooks.Verdict.ESCALATE, policy=policy, reason=reason)
-
-
-@pytest.fixture
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ maxSteps with the reason. Never an exception to the caller."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -62,12 +60,6 @@ def llm(llm: MockLLMProcess) -> MockLLMProcess:
     """The shared mock LLM, answering as the misbehaving model."""
     llm.admin.load_scenario(SCENARIO)
     return llm
-
-
-@pytest.fixture
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
 
 
 async def run(

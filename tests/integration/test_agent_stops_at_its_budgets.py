@@ -3,8 +3,6 @@ deadline: once the budget is used the loop stops before the next LLM call, clean
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis.asyncio as aioredis
 from agent_support import ToolServer, agent_config, answer, standard_tools
@@ -13,12 +11,6 @@ from pilothouse.runtime import requests
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
 
 
 async def test_the_token_budget_stops_the_loop_before_the_next_call(

@@ -19,12 +19,6 @@ from pilothouse.runtime.mockllm.process import MockLLMProcess
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()

@@ -24,19 +24,15 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def runtime(
     redis_url: str,
     postgres_dsn: str,
-    tool_server: ToolServer,
+    module_tool_server: ToolServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[testing.RuntimeProcess]:
-    tools = [t.model_dump(mode="json", by_alias=True) for t in standard_tools(tool_server.url)]
+    tools = [
+        t.model_dump(mode="json", by_alias=True) for t in standard_tools(module_tool_server.url)
+    ]
     policies = [{"name": "refunds", "escalation": {"tools": ["initiate_return"]}}]
     with MockLLMProcess(seed=9) as llm:
         cfg = runtime_config(f"esc-{uuid.uuid4().hex[:8]}", llm.url, tools=tools, policies=policies)
@@ -86,27 +82,27 @@ def _final(
 
 
 def test_approved_over_http_the_request_resumes_and_completes(
-    client: httpx.Client, tool_server: ToolServer
+    client: httpx.Client, module_tool_server: ToolServer
 ) -> None:
     escalated = _escalate(client)
     pending = client.get("/v1/escalations").json()["escalations"]
     assert escalated["escalation_id"] in [e["escalation_id"] for e in pending]
-    returns_before = sum(r.path == "/returns" for r in tool_server.received)
+    returns_before = sum(r.path == "/returns" for r in module_tool_server.received)
 
     r = client.post(f"/v1/escalations/{escalated['escalation_id']}/approve", json={"by": "alice"})
     assert r.status_code == 202, r.text
     final = _final(client, escalated["request_id"])
     assert final["status"] == "completed"
-    assert sum(r.path == "/returns" for r in tool_server.received) == returns_before + 1
+    assert sum(r.path == "/returns" for r in module_tool_server.received) == returns_before + 1
     again = client.post(f"/v1/escalations/{escalated['escalation_id']}/approve", json={"by": "bob"})
     assert again.status_code == 409
 
 
 def test_denied_with_the_cli_the_caller_gets_a_clear_refusal(
-    client: httpx.Client, postgres_dsn: str, tool_server: ToolServer
+    client: httpx.Client, postgres_dsn: str, module_tool_server: ToolServer
 ) -> None:
     escalated = _escalate(client)
-    returns_before = sum(r.path == "/returns" for r in tool_server.received)
+    returns_before = sum(r.path == "/returns" for r in module_tool_server.received)
     done = subprocess.run(
         [
             sys.executable, "-m", "pilothouse.runtime.cli", "escalations", "deny",
@@ -122,4 +118,4 @@ def test_denied_with_the_cli_the_caller_gets_a_clear_refusal(
     assert final["refused"] is True
     assert "declined" in final["answer"]
     assert "order too old" in final["answer"]
-    assert sum(r.path == "/returns" for r in tool_server.received) == returns_before
+    assert sum(r.path == "/returns" for r in module_tool_server.received) == returns_before

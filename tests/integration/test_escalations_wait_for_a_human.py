@@ -5,7 +5,7 @@ it is reported as expired. Decisions are atomic and happen once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,12 +21,6 @@ from pilothouse.runtime.mockllm.process import MockLLMProcess
 from pilothouse.runtime.policies import engine
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
 
 
 @pytest.fixture

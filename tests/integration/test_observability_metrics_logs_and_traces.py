@@ -172,12 +172,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
-
-
-@pytest.fixture
 async def runtime(
     redis_url: str,
     postgres_dsn: str,

@@ -19,19 +19,15 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def runtime(
     redis_url: str,
     postgres_dsn: str,
-    tool_server: ToolServer,
+    module_tool_server: ToolServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[testing.RuntimeProcess]:
-    tools = [t.model_dump(mode="json", by_alias=True) for t in standard_tools(tool_server.url)]
+    tools = [
+        t.model_dump(mode="json", by_alias=True) for t in standard_tools(module_tool_server.url)
+    ]
     # Own mock LLM: this runtime is module-scoped, the shared `llm` fixture per test.
     with MockLLMProcess(seed=7) as llm:
         cfg = runtime_config("e2e-http", llm.url, tools=tools)
@@ -89,7 +85,9 @@ def test_accepted_request_is_answered_and_readable_from_its_location(
     assert doc["result"]["answer"]  # type: ignore[index]
 
 
-def test_synchronous_endpoint_calls_the_tool(client: httpx.Client, tool_server: ToolServer) -> None:
+def test_synchronous_endpoint_calls_the_tool(
+    client: httpx.Client, module_tool_server: ToolServer
+) -> None:
     r = client.post("/agent/process", json={"input": "What's the weather in Tokyo?"})
     assert r.status_code == 200, r.text
     result = r.json()
@@ -98,7 +96,7 @@ def test_synchronous_endpoint_calls_the_tool(client: httpx.Client, tool_server: 
     assert action["tool"] == "weather_api"
     assert action["ok"] is True
     assert action["params"]["city"].lower() == "tokyo"
-    assert any(rec.path == "/weather" for rec in tool_server.received)
+    assert any(rec.path == "/weather" for rec in module_tool_server.received)
 
 
 async def test_a_request_id_sent_twice_is_answered_and_audited_once(
