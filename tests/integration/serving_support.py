@@ -9,15 +9,18 @@ trail holds for a set of request ids.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import redis.asyncio as aioredis
 
-from pilothouse.runtime import testing
+from pilothouse.runtime import config, envelopes, queue, records, requests, testing
 
 T = TypeVar("T")
 
@@ -153,3 +156,41 @@ async def audit_counts(dsn: str, request_ids: Iterable[str]) -> dict[str, tuple[
     for r in decisions:
         out[r["request_id"]] = (out[r["request_id"]][0], r["n"], r["steps"])
     return out
+
+
+@dataclass(frozen=True)
+class DeadConsumerAnswer:
+    """An entry a worker read and answered (answer and audit payload stored with it), before
+    dying without auditing or acknowledging it."""
+
+    queue: queue.WorkQueue
+    entry_id: str
+    result_json: bytes
+    audit: bytes
+
+
+async def answered_by_a_dead_consumer(
+    redis_client: aioredis.Redis, cfg: config.RuntimeConfig, request_id: str, answer: str
+) -> DeadConsumerAnswer:
+    """Enqueue a request, read it as consumer ``pod-dead`` and store its answer, nothing more."""
+    dead = queue.WorkQueue(redis_client, cfg, consumer="pod-dead")
+    await dead.ensure_group()
+    request = requests.AgentRequest(input="What is 2+2?", request_id=request_id)
+    await dead.enqueue(envelopes.Envelope(request, queue.now()))
+    [delivery] = await dead.read(1, block_ms=100)
+    result = requests.AgentResult(
+        request_id=request_id, agent_id=cfg.agent, status="completed", answer=answer
+    )
+    decision = records.AgentDecision(
+        request_id=request_id,
+        agent_id=cfg.agent,
+        step=0,
+        action="answer",
+        result=answer,
+        timestamp=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    result_json = result.model_dump_json().encode()
+    audit = envelopes.encode_audit(request, result_json, [decision])
+    completion = envelopes.Completion(delivery.entry_id, request_id, result_json, None, audit)
+    assert await dead.answer([completion]) == [1]
+    return DeadConsumerAnswer(dead, delivery.entry_id, result_json, audit)

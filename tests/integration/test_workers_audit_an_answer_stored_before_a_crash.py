@@ -7,17 +7,23 @@ real ``pilothouse serve`` worker process)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from serving_support import AUDIT_SCHEMA, Launcher, audit_counts, await_for, launcher
+from serving_support import (
+    AUDIT_SCHEMA,
+    Launcher,
+    answered_by_a_dead_consumer,
+    audit_counts,
+    await_for,
+    launcher,
+)
 from serving_support import runtime_config as base_config
 
-from pilothouse.runtime import config, envelopes, queue, records, requests
+from pilothouse.runtime import config
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 pytestmark = pytest.mark.integration
@@ -42,26 +48,8 @@ async def test_the_stored_answer_is_audited_once_and_not_run_again(
         rid = f"req-{unique_name}"
 
         # The worker that died: it read the entry and stored its answer, then nothing more.
-        dead = queue.WorkQueue(redis_client, cfg, consumer="pod-dead")
-        await dead.ensure_group()
-        request = requests.AgentRequest(input="What is 2+2?", request_id=rid)
-        await dead.enqueue(envelopes.Envelope(request, queue.now()))
-        [delivery] = await dead.read(1, block_ms=100)
-        result = requests.AgentResult(
-            request_id=rid, agent_id=cfg.agent, status="completed", answer=STORED_ANSWER
-        )
-        decision = records.AgentDecision(
-            request_id=rid,
-            agent_id=cfg.agent,
-            step=0,
-            action="answer",
-            result=STORED_ANSWER,
-            timestamp=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-        )
-        result_json = result.model_dump_json().encode()
-        audit = envelopes.encode_audit(request, result_json, [decision])
-        completion = envelopes.Completion(delivery.entry_id, rid, result_json, None, audit)
-        assert await dead.answer([completion]) == [1]
+        stored = await answered_by_a_dead_consumer(redis_client, cfg, rid, STORED_ANSWER)
+        dead, result_json = stored.queue, stored.result_json
 
         launch(doc, role="worker")
 
@@ -83,5 +71,5 @@ async def test_the_stored_answer_is_audited_once_and_not_run_again(
         state = await dead.state(rid)
         assert state is not None
         assert state.result_json == result_json
-        assert await dead.answered_audit(delivery.entry_id) is None
+        assert await dead.answered_audit(stored.entry_id) is None
         assert llm.admin.stats()["total"] == 0  # the request was not run again

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from serving_support import Launcher, audit_counts, await_for, launcher
+from serving_support import Launcher, answered_by_a_dead_consumer, audit_counts, await_for, launcher
 from serving_support import runtime_config as base_config
 
-from pilothouse.runtime import config, devservers, envelopes, queue, records, requests
+from pilothouse.runtime import config, devservers, queue
 from pilothouse.runtime.mockllm.process import MockLLMProcess
 
 pytestmark = pytest.mark.integration
@@ -58,27 +57,9 @@ async def test_the_entry_stays_pending_until_its_stored_answer_is_audited(
         rid = f"req-{unique_name}"
 
         # The worker that dies: it reads the entry and stores its answer, then nothing more.
-        dead = queue.WorkQueue(redis_client, cfg, consumer="pod-dead")
-        await dead.ensure_group()
-        request = requests.AgentRequest(input="What is 2+2?", request_id=rid)
-        await dead.enqueue(envelopes.Envelope(request, queue.now()))
-        [delivery] = await dead.read(1, block_ms=100)
-        entry_id = delivery.entry_id
-        result = requests.AgentResult(
-            request_id=rid, agent_id=cfg.agent, status="completed", answer=STORED_ANSWER
-        )
-        decision = records.AgentDecision(
-            request_id=rid,
-            agent_id=cfg.agent,
-            step=0,
-            action="answer",
-            result=STORED_ANSWER,
-            timestamp=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-        )
-        result_json = result.model_dump_json().encode()
-        audit = envelopes.encode_audit(request, result_json, [decision])
-        completion = envelopes.Completion(entry_id, rid, result_json, None, audit)
-        assert await dead.answer([completion]) == [1]
+        stored = await answered_by_a_dead_consumer(redis_client, cfg, rid, STORED_ANSWER)
+        dead, entry_id = stored.queue, stored.entry_id
+        result_json, audit = stored.result_json, stored.audit
 
         async def hold_lease() -> None:
             while True:
