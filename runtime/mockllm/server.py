@@ -191,6 +191,7 @@ class _Handlers:
         )
         delay = decision.delay_s + reply.latency_s
         if delay > 0:
+            state.stats.delay(delay)
             await asyncio.sleep(delay)
         if decision.outcome == "error":
             return _error(

@@ -2,7 +2,9 @@
 
 Tests assert on them that a client really sent (or, behind an open circuit breaker, really did
 not send) traffic: every request to the model API is counted when it arrives, by path, by
-model, by outcome and by response status. Admin and health endpoints are not counted, so
+model, by outcome and by response status; the latency it added on purpose (injected latency
+and scenario delays) is summed, so a test checks delays by what the server was told to do, not
+by a stopwatch on a loaded machine. Admin and health endpoints are not counted, so
 reading the stats does not change them. ``POST /admin/reset`` zeroes everything.
 
 The server is one asyncio loop, so plain integers suffice: no locks.
@@ -31,7 +33,17 @@ OUTCOMES = (
 class Stats:
     """Counters since the start or the last reset."""
 
-    __slots__ = ("by_model", "by_outcome", "by_path", "by_rule", "by_status", "in_flight", "total")
+    __slots__ = (
+        "by_model",
+        "by_outcome",
+        "by_path",
+        "by_rule",
+        "by_status",
+        "delayed",
+        "delayed_ms",
+        "in_flight",
+        "total",
+    )
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -44,6 +56,8 @@ class Stats:
         self.by_outcome: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
         self.by_rule: Counter[str] = Counter()
+        self.delayed = 0
+        self.delayed_ms = 0.0
 
     def received(self, path: str) -> None:
         """A request arrived at ``path``."""
@@ -66,6 +80,11 @@ class Stats:
         """Which scenario rule produced an answer."""
         self.by_rule[name] += 1
 
+    def delay(self, seconds: float) -> None:
+        """The server held an answer back on purpose for ``seconds``."""
+        self.delayed += 1
+        self.delayed_ms += seconds * 1000.0
+
     def reset(self) -> None:
         """Zero every counter (requests in flight stay in flight)."""
         self._zero()
@@ -80,4 +99,6 @@ class Stats:
             "by_outcome": {k: self.by_outcome[k] for k in OUTCOMES if self.by_outcome[k]},
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "by_rule": dict(self.by_rule),
+            "delayed": self.delayed,
+            "delayed_ms": round(self.delayed_ms, 3),
         }

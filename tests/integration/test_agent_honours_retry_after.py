@@ -57,9 +57,7 @@ async def test_retry_after_past_the_deadline_fails_fast_to_the_fallback(
     llm.admin.set_faults(rate_limit_rate=1.0, retry_after=retry_after)
     cfg = agent_config(unique_name, llm.url, attempts=3, max_backoff=60.0, request_timeout=2.0)
     async with agent.build_agent(cfg, redis=redis_client) as a:
-        started = time.monotonic()
         outcome = await a.handle(requests.AgentRequest(input="What is 2+2?"))
-        elapsed = time.monotonic() - started
     assert outcome.result.status is requests.ResultStatus.FALLBACK
     assert outcome.result.fallback_reason == "rate_limited"
     assert outcome.result.answer == cfg.fallback.response
@@ -67,7 +65,8 @@ async def test_retry_after_past_the_deadline_fails_fast_to_the_fallback(
     assert len(calls) == 1
     assert calls[0].action_params["next"] == "not retried: deadline"
     assert llm.admin.stats()["total"] == 1
-    assert elapsed < retry_after / 2  # generous: it did not wait for Retry-After
+    # Gave up at once (the decision above says why) and went straight to the rule fallback.
+    assert [d.action for d in outcome.decisions][-2:] == ["llm_call", "fallback"]
 
 
 async def test_retry_after_above_max_backoff_moves_on_to_the_fallback_model(
@@ -78,9 +77,7 @@ async def test_retry_after_above_max_backoff_moves_on_to_the_fallback_model(
         unique_name, llm.url, models=("mock-llm", "mock-llm-fallback"), max_backoff=1.0
     )
     async with agent.build_agent(cfg, redis=redis_client) as a:
-        started = time.monotonic()
         outcome = await a.handle(requests.AgentRequest(input="What is 2+2?"))
-        elapsed = time.monotonic() - started
     result = outcome.result
     assert result.status is requests.ResultStatus.COMPLETED
     assert result.model == "mock-llm-fallback"
@@ -92,4 +89,4 @@ async def test_retry_after_above_max_backoff_moves_on_to_the_fallback_model(
         ("mock-llm-fallback", "ok"),
     ]
     assert calls[0].action_params["next"] == "not retried: retry_after_too_long"
-    assert elapsed < 30 / 2
+    assert llm.admin.stats()["by_model"] == {"mock-llm": 1, "mock-llm-fallback": 1}

@@ -4,7 +4,6 @@ launcher that says at once why it could not start one."""
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -63,8 +62,9 @@ def test_a_server_that_cannot_listen_is_reported_when_it_exits() -> None:
         taken.listen(1)
         port = taken.getsockname()[1]
         launcher = toolserver.ToolServerProcess(port=port, start_timeout=60)
-        started = time.monotonic()
-        with pytest.raises(errors.DependencyUnavailable, match=f"cannot listen on .*:{port}"):
+        # Reported when the process exited (with its output), not after the start timeout.
+        with pytest.raises(
+            errors.DependencyUnavailable,
+            match=rf"exited with code 2:(.|\n)*cannot listen on .*:{port}",
+        ):
             launcher.start()
-    # Reported when the process exited, not after the start timeout.
-    assert time.monotonic() - started < 30

@@ -3,6 +3,7 @@ clean stops (also with requests hanging), restarts on the same port, start failu
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -162,9 +163,8 @@ def test_hung_requests_do_not_block_stop() -> None:
         while llm.admin.stats()["in_flight"] < 1:
             assert time.monotonic() < deadline, "the request never reached the server"
             time.sleep(0.02)
-        started = time.monotonic()
-        llm.stop()
-        assert time.monotonic() - started < 5
+        # Ended by the SIGTERM, not SIGKILLed when the stop timeout ran out.
+        assert llm.stop() in (0, -signal.SIGTERM)
     finally:
         llm.stop()
         caller.join(timeout=10)

@@ -55,6 +55,7 @@ def test_stats_count_and_reset_but_keep_requests_in_flight() -> None:
     s.outcome("error")
     s.status(503)
     s.rule("echo")
+    s.delay(0.25)
     s.in_flight = 2
     snapshot = s.snapshot()
     assert snapshot == {
@@ -65,9 +66,12 @@ def test_stats_count_and_reset_but_keep_requests_in_flight() -> None:
         "by_outcome": {"error": 1},
         "by_status": {"503": 1},
         "by_rule": {"echo": 1},
+        "delayed": 1,
+        "delayed_ms": 250.0,
     }
     s.reset()
     assert s.snapshot()["total"] == 0
+    assert (s.snapshot()["delayed"], s.snapshot()["delayed_ms"]) == (0, 0.0)
     assert s.snapshot()["in_flight"] == 2
 
 
