@@ -160,7 +160,10 @@ def agent_namespace(cluster: Cluster) -> Iterator[str]:
     try:
         yield name
     finally:
-        cluster.kubectl("delete", "agd,agp", "--all", "-n", name, "--timeout=60s", check=False)
+        # Generous: on a busy machine the operator takes a while to release its finalizers.
+        cluster.kubectl(
+            "delete", "agd,agp", "--all", "-n", name, "--timeout=180s", check=False, timeout=240
+        )
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
