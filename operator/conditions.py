@@ -61,12 +61,21 @@ INVALID_SPEC: Final = "InvalidSpec"
 """Stalled=True: the spec passed the schema but cannot be rendered (the message says where)."""
 APPLY_REJECTED: Final = "ApplyRejected"
 """Stalled=True: the API server refused a child object the operator built."""
+CRD_OUTDATED: Final = "CRDOutdated"
+"""Stalled=True: the cluster serves an older AgentDeployment or AgentPolicy CRD than the operator
+needs (fields would be pruned); nothing is applied until the CRDs are upgraded."""
 BACKLOG_READ: Final = "BacklogRead"
 """ScalingActive=True: the backlog was read and the autoscaler decided."""
 BACKLOG_UNAVAILABLE: Final = "BacklogUnavailable"
 """ScalingActive=False: the backlog cannot be read; replicas are held where they are."""
 
-PROBLEMS: Final = (POLICY_NOT_FOUND, SYSTEM_PROMPT_NOT_FOUND, INVALID_SPEC, APPLY_REJECTED)
+PROBLEMS: Final = (
+    POLICY_NOT_FOUND,
+    SYSTEM_PROMPT_NOT_FOUND,
+    INVALID_SPEC,
+    APPLY_REJECTED,
+    CRD_OUTDATED,
+)
 """Reasons that make an agent Stalled."""
 
 Status = Literal["True", "False", "Unknown"]

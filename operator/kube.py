@@ -163,6 +163,16 @@ class Kube:
 
     # ------------------------------------------------------------------- custom resources
 
+    def get_crd(self, name: str) -> Body | None:
+        """A CustomResourceDefinition, or None (read by listing: RBAC grants list, not get)."""
+        found = self._request(
+            "GET",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            query=[("fieldSelector", f"metadata.name={name}")],
+        )
+        items: list[Body] = (found or {}).get("items") or []
+        return items[0] if items else None
+
     def get_agent(self, namespace: str, name: str) -> Body | None:
         """An AgentDeployment, or None."""
         return self._get(_path(api.API_VERSION, api.AGENT_KIND, namespace, name))

@@ -31,6 +31,7 @@ from typing import Any, Final
 from pilothouse.operator import (
     api,
     conditions,
+    crdchecks,
     errors,
     kube,
     labels,
@@ -108,6 +109,7 @@ class Reconciler:
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._rendered: dict[tuple[str, str], config.RuntimeConfig] = {}
+        self.schema_gate = crdchecks.SchemaGate(client)
         self._policy_status = _Coalescer()
 
     # ----------------------------------------------------------------------------- helpers
@@ -164,6 +166,11 @@ class Reconciler:
         now = self.clock()
         meta = resources.Meta.from_body(body)
         previous = resources.agent_status_of(body)
+        outdated = self.schema_gate.problem()
+        if outdated is not None:  # its new fields may have been pruned: apply nothing
+            problem = statuses.Problem(conditions.CRD_OUTDATED, outdated.message)
+            self._stall(meta, previous, problem, now)
+            raise errors.CRDOutdated(outdated.message)  # retried: the CRDs may be upgraded
         try:
             agent = resources.parse_agent(body)
         except errors.SpecError as e:

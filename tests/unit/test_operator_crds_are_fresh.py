@@ -13,7 +13,7 @@ from pilothouse.operator import crdgen
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
-CHART_CRDS = ROOT / "charts" / "pilothouse" / "crds"
+CHART_CRDS = ROOT / "charts" / "pilothouse" / "files" / "crds"
 
 
 def _crds() -> dict[str, dict[str, Any]]:
