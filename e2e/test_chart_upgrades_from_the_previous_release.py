@@ -28,7 +28,7 @@ from cluster.launcher import Cluster
 
 from pilothouse.operator import crdchecks, crdgen
 
-PREVIOUS_RELEASE = "022327e42d9fc3e06d25bdf08f2c18db9cf5f63a"
+PREVIOUS_RELEASE = "022327e1f30998ff5e13f12eb946d84a58a75740"
 """The last commit whose chart installed the CRDs from its crds/ folder."""
 CRD_NAMES = ("agentdeployments.pilothouse.dev", "agentpolicies.pilothouse.dev")
 AGENT = "kept"
