@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import helm_chart
 import pytest
 import yaml
+from cluster.promtool import Promtool
 from prometheus_client import Counter, Gauge, Histogram
 
 from pilothouse.operator import labels as operator_labels
@@ -235,3 +237,19 @@ def test_runtime_series_get_the_agent_from_the_label_the_operator_puts_on_its_po
     (deployment,) = [c for c in children if c["kind"] == "Deployment"]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert pod_labels[operator_labels.AGENT_KEY] == deployment["metadata"]["name"]
+
+
+def test_every_dashboard_query_parses_with_prometheus_own_parser(
+    rendered: list[helm_chart.Doc], promtool: Promtool, tmp_path: Path
+) -> None:
+    queries = [expr for where, expr in expressions(rendered) if where.startswith("panel ")]
+    rules = [
+        {"record": f"pilothouse:dashboard_query_{i}", "expr": q} for i, q in enumerate(queries)
+    ]
+    path = tmp_path / "dashboard-queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+
+    proc = promtool.run("check", "rules", "--lint=none", str(path))
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in proc.stdout + proc.stderr
