@@ -40,9 +40,9 @@ __all__ = ["RECORD_OUTCOMES", "AuditWriter", "spool_lines"]
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKOFF: Final = (0.25, 15.0)
+"""Replay retry backoff: first delay and cap, in seconds (doubling in between)."""
 RECORD_OUTCOMES: Final = ("written", "spooled", "replayed", "duplicate", "rejected")
 """Values of the ``outcome`` label of ``pilothouse_audit_records_total``."""
-"""Replay retry backoff: first delay and cap, in seconds (doubling in between)."""
 _DECISION: Final = "d"
 _REQUEST: Final = "r"
 
