@@ -44,10 +44,10 @@ typecheck: setup ## mypy --strict on the packages
 test-unit: setup
 	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: setup
+test-integration: setup promtool
 	$(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: setup cluster-binaries
+test-e2e: setup cluster-binaries promtool
 	$(PYTHON) -m pytest e2e $(PYTEST_ARGS)
 
 test: lint typecheck test-unit test-integration test-e2e ## everything CI runs

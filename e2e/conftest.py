@@ -10,7 +10,8 @@ Further fixtures (the operator under test, charts) build on ``k8s_cluster``: it 
 kubeconfig path, ``kubectl(...)``, and the kubectl and helm binaries. ``operator`` (one operator
 process per test module) and ``namespace`` (a namespace of that operator with an ``agent-redis``
 Secret pointing nowhere) serve the ``test_operator_*`` modules; a module needing other ones
-defines its own, which takes precedence.
+defines its own, which takes precedence. ``promtool`` is Prometheus's checker at the pinned
+version (e2e/cluster/versions.env), built once into ``.cache/prometheus/``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ if str(E2E_DIR) not in sys.path:  # `cluster` (e2e/cluster) is a package beside 
     sys.path.insert(0, str(E2E_DIR))
 
 import operator_harness as h  # noqa: E402
-from cluster import launcher  # noqa: E402
+from cluster import binaries, launcher  # noqa: E402
+from cluster.promtool import Promtool  # noqa: E402
 
 KUBECONFIG_ENV = "PILOTHOUSE_TEST_KUBECONFIG"
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens there
@@ -61,6 +63,16 @@ def k8s_cluster() -> Iterator[launcher.Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Promtool:
+    """promtool of the pinned Prometheus (versions.env), built from its Go module when missing."""
+
+    def log(msg: str) -> None:
+        print(f"[promtool] {msg}", file=sys.stderr, flush=True)
+
+    return Promtool(binaries.build_promtool(log=log))
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from typing import Final
 
 from pilothouse.operator import api
 
-__all__ = ["Decision", "Recommendation", "desired_replicas"]
+__all__ = ["REASONS", "Decision", "Recommendation", "desired_replicas"]
 
 SCALED_UP: Final = "ScaledUp"
 """Replicas rise to the recommendation."""
@@ -43,6 +43,8 @@ STEADY: Final = "Steady"
 """The recommendation equals the current count."""
 BACKLOG_UNKNOWN: Final = "BacklogUnavailable"
 """The backlog could not be read: hold (within the bounds)."""
+REASONS: Final = (SCALED_UP, SCALE_UP_LIMITED, SCALED_DOWN, STABILIZING, STEADY, BACKLOG_UNKNOWN)
+"""Every reason a :class:`Decision` can carry."""
 
 
 @dataclass(frozen=True, slots=True)

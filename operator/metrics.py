@@ -3,7 +3,10 @@
 The reconciler updates these objects; :mod:`pilothouse.operator.cli` serves :data:`REGISTRY` on
 ``--metrics-port`` (``/metrics``). A registry of its own keeps the operator's series apart from
 the runtime's when both are imported in one process (tests, the demo). Label values are bounded:
-kinds and result names are constants, agents are the cluster's AgentDeployments.
+kinds and result names are constants, agents are the cluster's AgentDeployments. Series whose
+labels are known in advance (every kind and result of reconciles, every autoscaler reason) are
+created at 0 by the reconciler and the autoscaler when they are built, so a first failure is an
+increase an alert can see; an error's class appears when it first happens.
 """
 
 from __future__ import annotations

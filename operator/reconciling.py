@@ -45,12 +45,17 @@ from pilothouse.operator import (
 )
 from pilothouse.runtime import config
 
-__all__ = ["Reconciler"]
+__all__ = ["KINDS", "RESULTS", "Reconciler"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Body = Mapping[str, Any]
+
+RESULTS: Final = ("ok", "stalled", "gone", "error")
+"""Values of the ``result`` label of ``pilothouse_operator_reconciles_total``."""
+KINDS: Final = (api.AGENT_KIND, api.POLICY_KIND)
+"""The kinds this module reconciles (the ``kind`` label of its metrics)."""
 
 CONFIG_RENDERED: Final = "ConfigRendered"
 """Event: a new runtime config was rendered and is rolling out."""
@@ -111,6 +116,12 @@ class Reconciler:
         self._rendered: dict[tuple[str, str], config.RuntimeConfig] = {}
         self.schema_gate = crdchecks.SchemaGate(client)
         self._policy_status = _Coalescer()
+        # Every series whose labels are known exists at 0 from the start: a first failure is
+        # then an increase Prometheus sees, not a series born at 1 (see the chart's alerts).
+        for kind in KINDS:
+            metrics.RECONCILE_DURATION.labels(kind)
+            for result in RESULTS:
+                metrics.RECONCILES.labels(kind, result)
 
     # ----------------------------------------------------------------------------- helpers
 

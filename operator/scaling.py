@@ -51,6 +51,8 @@ class Autoscaler:
         self._reader = reader
         self._urls: dict[tuple[str, str, str], tuple[float, str | None]] = {}
         self._urls_lock = threading.Lock()
+        for reason in autoscaling.REASONS:  # at 0 from the start, like every known series
+            metrics.AUTOSCALER_DECISIONS.labels(reason)
 
     async def tick(
         self,

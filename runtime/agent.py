@@ -55,7 +55,7 @@ from pilothouse.runtime import (
     tools,
 )
 
-__all__ = ["Agent", "AgentOutcome", "build_agent"]
+__all__ = ["FALLBACK_REASONS", "Agent", "AgentOutcome", "build_agent"]
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("pilothouse.runtime")
@@ -63,6 +63,22 @@ _tracer = trace.get_tracer("pilothouse.runtime")
 DEADLINE_GRACE_SECONDS: Final = 0.25
 """How long past its deadline a request may run (e.g. a policy hook that hangs) before it is
 cut off and answered by the fallback."""
+
+
+def _llm_error_reasons() -> tuple[str, ...]:
+    found: set[str] = set()
+    pending_classes: list[type[errors.LLMError]] = [errors.LLMError]
+    while pending_classes:
+        cls = pending_classes.pop()
+        found.add(cls.reason)
+        pending_classes.extend(cls.__subclasses__())
+    return tuple(sorted(found))
+
+
+FALLBACK_REASONS: Final = _llm_error_reasons()
+"""The ``reason`` label values of ``pilothouse_fallbacks_total`` known in advance: why a model
+call failed (every :class:`errors.LLMError` family). A request stopped for another reason (a
+budget, a resumed conversation that no longer matches) adds its own series when it happens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +115,8 @@ class Agent:
         self.clock = clock
         self.rules = fallback.Rules(cfg.fallback)
         self._closers = tuple(closers)
+        for reason in FALLBACK_REASONS:  # at 0 from the start (see metrics.py)
+            metrics.FALLBACKS.labels(reason)
         self._tools_chars = len(orjson.dumps(toolbox.definitions)) if cfg.tools else 0
 
     async def aclose(self) -> None:

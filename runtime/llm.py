@@ -32,6 +32,9 @@ from opentelemetry import trace
 from pilothouse.runtime import config, errors, metrics, retries
 
 __all__ = [
+    "TOKEN_KINDS",
+    "TOKEN_KIND_INPUT",
+    "TOKEN_KIND_OUTPUT",
     "Completion",
     "LLMClient",
     "ToolCall",
@@ -44,6 +47,10 @@ _tracer = trace.get_tracer("pilothouse.runtime")
 
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 _ERROR_BODY_CHARS: Final = 300
+TOKEN_KIND_INPUT: Final = "input"
+TOKEN_KIND_OUTPUT: Final = "output"
+TOKEN_KINDS: Final = (TOKEN_KIND_INPUT, TOKEN_KIND_OUTPUT)
+"""Values of the ``kind`` label of ``pilothouse_llm_tokens_total``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +210,8 @@ class LLMClient:
         self._environ = os.environ if environ is None else environ
         self._clock = clock
         self._pools: dict[str, httpx.AsyncClient] = {}
+        for kind in TOKEN_KINDS:  # at 0 from the start (see metrics.py)
+            metrics.LLM_TOKENS.labels(kind)
 
     def _pool(self, endpoint: str) -> httpx.AsyncClient:
         if self._shared is not None:
@@ -274,8 +283,8 @@ class LLMClient:
             span.set_attribute("gen_ai.usage.output_tokens", completion.output_tokens)
             if completion.finish_reason:
                 span.set_attribute("gen_ai.response.finish_reasons", [completion.finish_reason])
-        metrics.LLM_TOKENS.labels("input").inc(completion.input_tokens)
-        metrics.LLM_TOKENS.labels("output").inc(completion.output_tokens)
+        metrics.LLM_TOKENS.labels(TOKEN_KIND_INPUT).inc(completion.input_tokens)
+        metrics.LLM_TOKENS.labels(TOKEN_KIND_OUTPUT).inc(completion.output_tokens)
         if completion.cost_usd:
             metrics.LLM_COST.inc(completion.cost_usd)
         return completion

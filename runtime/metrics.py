@@ -6,6 +6,14 @@ Every module that measures something imports this module and updates the objects
 values: agent ids and model keys come from the config, never from user input (an unknown tool
 the model invents is counted as ``_unknown``).
 
+Every counter series whose label values are known in advance is created at 0 when the process
+starts, by the module that moves it (the worker pool: requests by status, dead letters,
+reclaimed entries; the toolbox: every configured tool and outcome; the LLM client, the agent,
+the audit writer, the policy engine, the API). Alerts use ``increase()``/``rate()``, which need
+two samples: a series that first appears at 1 shows no increase, and the first dead letter of a
+fresh pod would never alert. Label values only known when they happen (HTTP status codes, a
+decision's action and outcome) appear then.
+
 Sections: the agent loop (LLM client, retries, breaker, fallback, tools, decisions). Serving and
 policy metrics are added below theirs by their modules' owners.
 """

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -32,10 +32,12 @@ from pilothouse.runtime import config, errors, metrics
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
+    "OUTCOMES",
     "PreparedCall",
     "ToolResult",
     "Toolbox",
     "count",
+    "start_series",
     "validate_arguments",
 ]
 
@@ -65,6 +67,26 @@ class ToolResult:
 
     def to_message_content(self) -> str:
         return self.value if isinstance(self.value, str) else orjson.dumps(self.value).decode()
+
+
+OUTCOMES: Final = (
+    "ok",
+    "denied",
+    "escalated",
+    errors.ToolArgumentsInvalid.reason,
+    errors.ToolCallFailed.reason,
+)
+"""Values of the ``outcome`` label of a configured tool's calls (an unknown tool's calls are
+counted under :data:`metrics.UNKNOWN_TOOL_LABEL` with ``unknown_tool``)."""
+
+
+def start_series(names: Iterable[str]) -> None:
+    """Create every ``pilothouse_tool_calls_total`` series of these tools at 0, so the first
+    failure of a tool is an increase Prometheus sees rather than a series born at 1."""
+    for name in names:
+        for outcome in OUTCOMES:
+            metrics.TOOL_CALLS.labels(name, outcome)
+    metrics.TOOL_CALLS.labels(metrics.UNKNOWN_TOOL_LABEL, errors.UnknownTool.reason)
 
 
 def count(tool: str, outcome: str, known: bool = True) -> None:
@@ -121,6 +143,7 @@ class Toolbox:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._tools = {t.name: t for t in tools}
+        start_series(self._tools)
         self._validators = {
             t.name: validators.validator_for(t.parameters)(t.parameters) for t in tools
         }

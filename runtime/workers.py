@@ -126,6 +126,13 @@ class WorkerPool:
         self._inflight = metrics.INFLIGHT.labels(agent=cfg.agent)
         self._duration = metrics.REQUEST_DURATION.labels(agent=cfg.agent)
         self._queue_wait = metrics.QUEUE_WAIT.labels(agent=cfg.agent)
+        # Every counter this pool moves exists at 0 from the start, so the first dead letter
+        # or failure of a fresh pod is an increase Prometheus can see (an alert on
+        # ``increase(...)`` misses a series that appears at 1).
+        for status in requests.ResultStatus:
+            metrics.REQUESTS.labels(agent=cfg.agent, status=status.value)
+        metrics.DEAD_LETTERS.labels(agent=cfg.agent)
+        metrics.QUEUE_RECLAIMED.labels(agent=cfg.agent)
 
     # ------------------------------------------------------------------------- lifecycle
 

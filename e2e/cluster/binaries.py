@@ -8,7 +8,11 @@ image or release tarball is needed:
 * ``kwok`` and ``helm``: ``go install``-ed at the versions pinned in ``versions.env``,
   each with its own upstream go.mod (helm follows a newer Kubernetes library than ours);
 * ``kwok-stages.yaml``: KWOK's default node and pod stages, copied from the pinned KWOK
-  module, because KWOK refuses to start without stages.
+  module, because KWOK refuses to start without stages;
+* ``promtool``: Prometheus's rule and metrics checker, ``go install``-ed from the pinned
+  Prometheus module (the chart's alert rules are unit-tested with it, scraped ``/metrics``
+  checked with it). It has a cache directory and stamp of its own, so pinning another
+  Prometheus never rebuilds the control plane, nor the reverse.
 
 ``versions.env`` is the only place a version is pinned. ``go.mod`` is generated from it:
 ``k8s.io/kubernetes`` replaces its staging modules with local paths, so a module of our own
@@ -18,6 +22,8 @@ list is read from the kubernetes module's own go.mod, never typed by hand.
 Binaries land in ``.cache/k8s/<kubernetes version>/bin/`` (ignored by git) next to a stamp
 file; they are rebuilt only when the stamp (pinned versions + go.sum + the Go sources)
 changes. Called by ``launcher.py build|up`` and, through it, by ``make cluster-binaries``.
+promtool lands in ``.cache/prometheus/<module version>/bin/`` the same way
+(``launcher.py promtool``, ``make promtool``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ REPO_ROOT = CLUSTER_DIR.parent.parent
 VERSIONS_FILE = CLUSTER_DIR / "versions.env"
 GO_MOD = CLUSTER_DIR / "go.mod"
 DEFAULT_CACHE_ROOT = REPO_ROOT / ".cache" / "k8s"
+DEFAULT_PROMTOOL_ROOT = REPO_ROOT / ".cache" / "prometheus"
+PROMTOOL_PACKAGE = "github.com/prometheus/prometheus/cmd/promtool"
 
 MODULE_PATH = "pilothouse.dev/e2e/cluster"
 MULTICALL = "kube"
@@ -65,6 +73,7 @@ _STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", re.MU
 _GO_DIRECTIVE = re.compile(r"^go\s+(\S+)", re.MULTILINE)
 _ETCD_SERVER = re.compile(r"^\s*go\.etcd\.io/etcd/server/v3\s+(v\S+)", re.MULTILINE)
 _KUBERNETES_REQUIRE = re.compile(r"^\s*k8s\.io/kubernetes\s+(v\S+)", re.MULTILINE)
+_PROMETHEUS_MODULE = re.compile(r"v0\.([1-9]\d{2,})\.(\d+)")
 
 Log = Callable[[str], None]
 
@@ -80,6 +89,9 @@ class Versions:
     kubernetes: str
     kwok: str
     helm: str
+    prometheus: str
+    """Version of the ``github.com/prometheus/prometheus`` Go module: ``v0.316.0`` is
+    Prometheus 3.16.0 (the module's versions are ``v0.<major><minor:02>.<patch>``)."""
 
     @property
     def staging(self) -> str:
@@ -91,6 +103,18 @@ class Versions:
     def major_minor(self) -> tuple[str, str]:
         major, minor, _ = self.kubernetes.lstrip("v").split(".", 2)
         return major, minor
+
+    @property
+    def prometheus_release(self) -> str:
+        """The Prometheus release of the pinned module: v0.316.0 -> 3.16.0."""
+        match = _PROMETHEUS_MODULE.fullmatch(self.prometheus)
+        if match is None:
+            raise BuildError(
+                f"PROMETHEUS_VERSION={self.prometheus}: expected a Prometheus Go module version "
+                "such as v0.316.0 (Prometheus 3.16.0)"
+            )
+        release = int(match.group(1))
+        return f"{release // 100}.{release % 100}.{match.group(2)}"
 
 
 def read_versions(path: Path = VERSIONS_FILE) -> Versions:
@@ -105,6 +129,7 @@ def read_versions(path: Path = VERSIONS_FILE) -> Versions:
             kubernetes=values["KUBERNETES_VERSION"],
             kwok=values["KWOK_VERSION"],
             helm=values["HELM_VERSION"],
+            prometheus=values["PROMETHEUS_VERSION"],
         )
     except KeyError as e:
         raise BuildError(f"{path}: missing {e.args[0]}") from e
@@ -218,9 +243,8 @@ def stamp(versions: Versions) -> str:
     digest = hashlib.sha256()
     for path in (CLUSTER_DIR / "go.sum", *sorted((CLUSTER_DIR / "cmd").rglob("*.go"))):
         digest.update(path.read_bytes() if path.exists() else b"")
-    return json.dumps(
-        {**dataclasses.asdict(versions), "sources": digest.hexdigest()}, sort_keys=True
-    )
+    pinned = {k: getattr(versions, k) for k in ("kubernetes", "kwok", "helm")}
+    return json.dumps({**pinned, "sources": digest.hexdigest()}, sort_keys=True)
 
 
 def expected_files(versions: Versions, root: Path = DEFAULT_CACHE_ROOT) -> list[Path]:
@@ -283,32 +307,14 @@ def _build(versions: Versions, bins: Path, *, root: Path, jobs: int, log: Log) -
             link.unlink()
         link.symlink_to(MULTICALL)
 
-    env = {**_go_env(), "GOBIN": str(bins)}
     log(f"installing kwok {versions.kwok}")
-    _go(
-        [
-            "install",
-            "-p",
-            str(jobs),
-            "-trimpath",
-            "-ldflags=-s -w",
-            f"sigs.k8s.io/kwok/cmd/kwok@{versions.kwok}",
-        ],
-        cwd=CLUSTER_DIR,
-        env=env,
-    )
+    _go_install(f"sigs.k8s.io/kwok/cmd/kwok@{versions.kwok}", "-s -w", bins=bins, jobs=jobs)
     log(f"installing helm {versions.helm}")
-    _go(
-        [
-            "install",
-            "-p",
-            str(jobs),
-            "-trimpath",
-            f"-ldflags={_helm_ldflags(versions)}",
-            f"helm.sh/helm/v3/cmd/helm@{versions.helm}",
-        ],
-        cwd=CLUSTER_DIR,
-        env=env,
+    _go_install(
+        f"helm.sh/helm/v3/cmd/helm@{versions.helm}",
+        _helm_ldflags(versions),
+        bins=bins,
+        jobs=jobs,
     )
 
     kwok_dir = Path(_download("sigs.k8s.io/kwok", versions.kwok)["Dir"])
@@ -317,6 +323,65 @@ def _build(versions: Versions, bins: Path, *, root: Path, jobs: int, log: Log) -
 
     (bins / STAMP_NAME).write_text(stamp(versions))
     log(f"built {bins} in {time.monotonic() - started:.0f}s")
+
+
+def _go_install(package_at_version: str, ldflags: str, *, bins: Path, jobs: int) -> None:
+    """``go install`` one command at a pinned version, with its own upstream go.mod."""
+    _go(
+        ["install", "-p", str(jobs), "-trimpath", f"-ldflags={ldflags}", package_at_version],
+        cwd=CLUSTER_DIR,
+        env={**_go_env(), "GOBIN": str(bins)},
+    )
+
+
+# ------------------------------------------------------------------------------- promtool
+
+
+def promtool_path(versions: Versions, root: Path = DEFAULT_PROMTOOL_ROOT) -> Path:
+    return root / versions.prometheus / "bin" / "promtool"
+
+
+def promtool_stamp(versions: Versions) -> str:
+    return json.dumps({"package": PROMTOOL_PACKAGE, "prometheus": versions.prometheus})
+
+
+def promtool_is_built(versions: Versions, root: Path = DEFAULT_PROMTOOL_ROOT) -> bool:
+    path = promtool_path(versions, root)
+    stamp_file = path.parent / STAMP_NAME
+    return (
+        path.exists() and stamp_file.exists() and stamp_file.read_text() == promtool_stamp(versions)
+    )
+
+
+def build_promtool(
+    versions: Versions | None = None,
+    *,
+    root: Path = DEFAULT_PROMTOOL_ROOT,
+    force: bool = False,
+    jobs: int = DEFAULT_JOBS,
+    log: Log = print,
+) -> Path:
+    """Build promtool unless its stamp says it is current; return the binary's path.
+
+    Concurrent callers (pytest-xdist workers, two test tiers) wait for each other on a lock.
+    """
+    versions = versions or read_versions()
+    path = promtool_path(versions, root)
+    bins = path.parent
+    bins.mkdir(parents=True, exist_ok=True)
+    with open(bins.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if force or not promtool_is_built(versions, root):
+            (bins / STAMP_NAME).unlink(missing_ok=True)
+            started = time.monotonic()
+            release = versions.prometheus_release
+            log(f"installing promtool {release} ({PROMTOOL_PACKAGE}@{versions.prometheus})")
+            # The version `promtool --version` reports; promtool reads no other build info.
+            ldflags = f"-s -w -X github.com/prometheus/common/version.Version={release}"
+            _go_install(f"{PROMTOOL_PACKAGE}@{versions.prometheus}", ldflags, bins=bins, jobs=jobs)
+            (bins / STAMP_NAME).write_text(promtool_stamp(versions))
+            log(f"built {path} in {time.monotonic() - started:.0f}s")
+    return path
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ CLUSTER_BIN_DIR     := .cache/k8s/$(KUBERNETES_VERSION)/bin
 # kind publishes node images per kind release; pick one matching the pin if this tag is absent.
 KIND_NODE_IMAGE     ?= kindest/node:$(KUBERNETES_VERSION)
 
-.PHONY: cluster-binaries cluster-up cluster-down cluster-status kind-up kind-down
+.PHONY: cluster-binaries promtool cluster-up cluster-down cluster-status kind-up kind-down
 
 cluster-binaries: ## build etcd, kube-*, kubectl, kwok and helm from Go modules (once per version)
 	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) build
+
+promtool: ## build promtool from the pinned Prometheus Go module (once per version)
+	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) promtool
 
 cluster-up: ## start a local control plane with KWOK nodes; prints the KUBECONFIG to export
 	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) up --state-dir $(CLUSTER_STATE_DIR) --nodes $(CLUSTER_NODES)

@@ -13,7 +13,7 @@ processes; the next ``up`` or ``down`` ends what a crashed run left behind.
 
 Command line::
 
-    python3 e2e/cluster/launcher.py build|up|down|status [--state-dir DIR] [--nodes N]
+    python3 e2e/cluster/launcher.py build|promtool|up|down|status [--state-dir DIR] [--nodes N]
 
 From Python (see e2e/conftest.py)::
 
@@ -429,7 +429,7 @@ class Cluster:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("command", choices=("build", "up", "down", "status"))
+    parser.add_argument("command", choices=("build", "promtool", "up", "down", "status"))
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--nodes", type=int, default=DEFAULT_NODES)
     parser.add_argument("--force", action="store_true", help="build: rebuild even if current")
@@ -441,6 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "build":
             print(binaries.build(force=args.force, log=log))
+            return 0
+        if args.command == "promtool":
+            print(binaries.build_promtool(force=args.force, log=log))
             return 0
         cluster = Cluster(args.state_dir, args.nodes, log=log)
         if args.command == "up":

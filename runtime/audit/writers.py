@@ -35,12 +35,14 @@ from typing import Any, Final, TypeVar
 from pilothouse.runtime import config, errors, metrics, records, requests
 from pilothouse.runtime.audit import rows, spool, store
 
-__all__ = ["AuditWriter", "spool_lines"]
+__all__ = ["RECORD_OUTCOMES", "AuditWriter", "spool_lines"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKOFF: Final = (0.25, 15.0)
 """Replay retry backoff: first delay and cap, in seconds (doubling in between)."""
+RECORD_OUTCOMES: Final = ("written", "spooled", "replayed", "duplicate", "rejected")
+"""Values of the ``outcome`` label of ``pilothouse_audit_records_total``."""
 _DECISION: Final = "d"
 _REQUEST: Final = "r"
 
@@ -116,6 +118,8 @@ class AuditWriter:
         self._clock = clock
         self._backoff = backoff
         self._spool = spool.Spool(Path(cfg.spool_dir))
+        for outcome in RECORD_OUTCOMES:  # at 0 from the start (see metrics.py)
+            metrics.AUDIT_RECORDS.labels(outcome=outcome)
         self._spool_lock = asyncio.Lock()
         self._queue: list[_Submission] = []
         self._buffered = 0
