@@ -81,7 +81,7 @@ class OperatorProcess:
             "-m",
             "pilothouse.operator.cli",
             "--all-namespaces",
-            "--standalone",
+            *(() if any(a.startswith("--peering=") for a in self.args) else ("--standalone",)),
             f"--liveness-port={self.health_port}",
             f"--metrics-port={self.metrics_port}",
             *self.args,

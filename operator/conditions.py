@@ -48,6 +48,9 @@ SCALED_TO_ZERO: Final = "ScaledToZero"
 """Ready=True: the agent runs no replicas, as specified (``replicas: 0``)."""
 ROLLOUT_IN_PROGRESS: Final = "RolloutInProgress"
 """Ready=False / Reconciling=True: pods are being replaced or started."""
+RECONCILE_STARTED: Final = "ReconcileStarted"
+"""Reconciling=True (Ready=False on a new resource): the operator has seen this generation and
+works on it; written before anything else, so no pipeline reads an untouched resource as healthy."""
 RECONCILED: Final = "Reconciled"
 """Reconciling=False / Stalled=False: nothing left to do."""
 ACCEPTED: Final = "Accepted"
@@ -61,12 +64,27 @@ INVALID_SPEC: Final = "InvalidSpec"
 """Stalled=True: the spec passed the schema but cannot be rendered (the message says where)."""
 APPLY_REJECTED: Final = "ApplyRejected"
 """Stalled=True: the API server refused a child object the operator built."""
+API_FORBIDDEN: Final = "ApiForbidden"
+"""Stalled=True: the API server refused the operator a request (401/403: its RBAC lacks a rule);
+retried every minute, so granting the permission recovers the agent."""
+API_UNAVAILABLE: Final = "ApiUnavailable"
+"""Reconciling=True: a request to the API server failed for now (unreachable, timeout, 409, 429,
+5xx); retried with a backoff."""
+API_REJECTED: Final = "ApiRejected"
+"""Stalled=True: the API server refused a request of the reconcile for good (another 4xx)."""
 BACKLOG_READ: Final = "BacklogRead"
 """ScalingActive=True: the backlog was read and the autoscaler decided."""
 BACKLOG_UNAVAILABLE: Final = "BacklogUnavailable"
 """ScalingActive=False: the backlog cannot be read; replicas are held where they are."""
 
-PROBLEMS: Final = (POLICY_NOT_FOUND, SYSTEM_PROMPT_NOT_FOUND, INVALID_SPEC, APPLY_REJECTED)
+PROBLEMS: Final = (
+    POLICY_NOT_FOUND,
+    SYSTEM_PROMPT_NOT_FOUND,
+    INVALID_SPEC,
+    APPLY_REJECTED,
+    API_FORBIDDEN,
+    API_REJECTED,
+)
 """Reasons that make an agent Stalled."""
 
 Status = Literal["True", "False", "Unknown"]

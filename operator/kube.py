@@ -228,17 +228,18 @@ class Kube:
         """A Deployment, or None."""
         return self._get(_path("apps/v1", "Deployment", namespace, name))
 
-    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> Body:
         """Set a Deployment's replicas (a merge patch of ``spec.replicas`` only, so the
-        operator needs no extra permission for the scale subresource)."""
+        operator needs no extra permission for the scale subresource); the live object."""
         path = _path("apps/v1", "Deployment", namespace, name)
-        self._request(
+        live = self._request(
             "PATCH",
             path,
             query=[("fieldManager", labels.FIELD_MANAGER)],
             body={"spec": {"replicas": replicas}},
             content_type=_MERGE,
         )
+        return live or {}
 
     def get_configmap(self, namespace: str, name: str) -> Body | None:
         """A ConfigMap, or None."""

@@ -133,7 +133,10 @@ class Autoscaler:
             if backlog is not None:
                 metrics.QUEUE_DEPTH.labels(namespace, name).set(backlog)
             if decision.changed:
-                rec.kube.scale_deployment(namespace, labels.child_name(name), decision.replicas)
+                live = rec.kube.scale_deployment(
+                    namespace, labels.child_name(name), decision.replicas
+                )
+                rec.remember_child(live)  # the operator's own change, not drift
             new = statuses.scaling_status(
                 agent.status, decision=decision, backlog=backlog, problem=problem, now=now
             )

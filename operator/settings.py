@@ -16,6 +16,7 @@ from pilothouse.operator import api
 __all__ = [
     "DEFAULT_AUTOSCALE_INTERVAL",
     "DEFAULT_IMAGE",
+    "DEFAULT_PEERING_LIFETIME",
     "DEFAULT_RESOURCES",
     "DEFAULT_RESYNC_INTERVAL",
     "DEFAULT_RUN_AS",
@@ -34,6 +35,8 @@ DEFAULT_RESOURCES: Final = api.ResourceRequirements(
 latency more than sharing a core), a memory limit (a leak restarts one pod, not the node)."""
 DEFAULT_AUTOSCALE_INTERVAL: Final = 5.0
 DEFAULT_RESYNC_INTERVAL: Final = 300.0
+DEFAULT_PEERING_LIFETIME: Final = 10
+"""Seconds a peering record stays valid: a standby takes over within this after a crash."""
 
 
 class _Settings(BaseModel):
@@ -88,6 +91,9 @@ class OperatorSettings(_Settings):
     """Seconds the API server keeps one watch request open (then Kopf re-watches)."""
     watch_client_timeout: float = Field(default=330, gt=0)
     """Seconds after which the operator gives up on a silent watch connection."""
+    peering_lifetime: int = Field(default=DEFAULT_PEERING_LIFETIME, ge=2, le=3600)
+    """Seconds a replica's Kopf peering record stays valid without a keepalive (Kopf touches it
+    5-10 s before it expires): the longest a standby waits after the active replica died."""
     request_timeout: float = Field(default=30, gt=0)
     """Timeout of one API request made by the reconciler."""
     runtime: RuntimeDefaults = RuntimeDefaults()
