@@ -163,7 +163,7 @@ class PolicyRef(_Model):
 class ModelSpec(_Model):
     """An OpenAI-compatible Chat Completions endpoint and the model to ask there."""
 
-    endpoint: str = Field(pattern=r"^https?://", max_length=2048)
+    endpoint: str = Field(pattern=config.URL_PATTERN, max_length=2048)
     """Base URL of the API, e.g. ``https://api.openai.com/v1``."""
     name: str = Field(min_length=1, max_length=256)
     """Model name sent in the request, e.g. ``gpt-4o-mini``."""
@@ -203,7 +203,7 @@ class ToolSpec(_Model):
     """Function name offered to the model (letters, digits, ``_`` and ``-``, at most 64)."""
     description: str = Field(default="", max_length=MAX_TEXT)
     """What the tool does, offered to the model."""
-    url: str = Field(pattern=r"^https?://", max_length=2048)
+    url: str = Field(pattern=config.URL_PATTERN, max_length=2048)
     """URL called to execute the tool."""
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     """HTTP method; GET sends the arguments as query parameters, others as a JSON body."""
@@ -392,7 +392,9 @@ class PodSecurityOverrides(_Model):
 class PodTemplateOverrides(_Model):
     """Scheduling and metadata of the agent's pods."""
 
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[selectors.LabelKey, selectors.LabelValue] = Field(
+        default_factory=dict, max_length=MAX_LIST
+    )
     """Extra pod labels (the operator's own labels win on conflict)."""
     annotations: dict[str, str] = Field(default_factory=dict)
     """Extra pod annotations (the operator's own annotations win on conflict)."""

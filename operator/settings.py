@@ -12,6 +12,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pilothouse.operator import api
+from pilothouse.runtime import config
 
 __all__ = [
     "DEFAULT_AUTOSCALE_INTERVAL",
@@ -58,7 +59,7 @@ class RuntimeDefaults(_Settings):
     """Secret (in each agent's namespace) with the PostgreSQL DSN."""
     postgres_dsn: str | None = None
     """Plain DSN written into the config when no Secret is named (development only)."""
-    otlp_endpoint: str | None = None
+    otlp_endpoint: config.HttpUrl | None = None
     """OTLP/HTTP endpoint for traces."""
     resources: api.ResourceRequirements = DEFAULT_RESOURCES
     """Resources of the runtime container."""
