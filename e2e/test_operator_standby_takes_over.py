@@ -95,6 +95,11 @@ def test_the_standby_takes_over_after_a_kill(
         first = _instances(k8s_cluster, namespace, "ConfigRendered")
         assert len(first) == 1  # one process worked, the other stood by
         before = _config_hash(k8s_cluster, namespace)
+        peers = json.loads(
+            k8s_cluster.kubectl("get", "clusterkopfpeering", PEERING, "-o", "json").stdout
+        )["status"]
+        assert sorted(p["priority"] for p in peers.values()) == [100, 200]
+        assert {p["lifetime"] for p in peers.values()} == {10}  # what bounds the takeover
 
         active.kill()
         patch = json.dumps({"spec": {"agent": {"systemPrompt": "You help, from the standby."}}})

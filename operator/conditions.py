@@ -58,6 +58,9 @@ ACCEPTED: Final = "Accepted"
 POLICY_NOT_FOUND: Final = "PolicyNotFound"
 """Stalled=True: a ``policyRefs`` entry names no AgentPolicy; rollouts wait for it (the pods
 keep their last config, so no policy is silently dropped)."""
+SECRET_NOT_FOUND: Final = "SecretNotFound"
+"""Stalled=True: a Secret (or key) the pods reference does not exist; rollouts wait for it and
+the operator checks again every few seconds."""
 SYSTEM_PROMPT_NOT_FOUND: Final = "SystemPromptNotFound"
 """Stalled=True: ``systemPromptFrom`` names a missing ConfigMap or key."""
 INVALID_SPEC: Final = "InvalidSpec"
@@ -79,6 +82,7 @@ BACKLOG_UNAVAILABLE: Final = "BacklogUnavailable"
 
 PROBLEMS: Final = (
     POLICY_NOT_FOUND,
+    SECRET_NOT_FOUND,
     SYSTEM_PROMPT_NOT_FOUND,
     INVALID_SPEC,
     APPLY_REJECTED,

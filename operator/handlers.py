@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 RETRY_DELAY: Final = 10.0
 """Seconds before Kopf retries a handler whose dependency failed."""
+WAITING_RETRY_DELAY: Final = 10.0
+"""Seconds between two checks of an agent waiting for a Secret to appear."""
 REJECTED_RETRY_DELAY: Final = 60.0
 """Seconds before retrying after the API server refused a request (e.g. missing RBAC)."""
 
@@ -60,9 +62,9 @@ CHILDREN: Final = {
 """The kinds of an agent's children, watched (the operator's own, by label) to correct drift."""
 
 
-def _retrying(fn: Callable[..., Any], *args: Any) -> None:
+def _retrying(fn: Callable[..., Any], *args: Any) -> Any:
     try:
-        fn(*args)
+        return fn(*args)
     except errors.KubeUnavailable as e:
         raise kopf.TemporaryError(str(e), delay=RETRY_DELAY) from e
     except errors.KubeRejected as e:
@@ -76,6 +78,12 @@ def _acknowledging(reconciler: reconciling.Reconciler, kind: str, body: kopf.Bod
         reconciler.acknowledge(kind, body)
     except (errors.KubeUnavailable, errors.KubeRejected) as e:
         log.warning("could not acknowledge %s: %s", kind, e)
+
+
+def _reconcile(reconciler: reconciling.Reconciler, namespace: str | None, name: str) -> None:
+    """Reconcile one agent; one waiting for a Secret is retried (no watch sees it appear)."""
+    if _retrying(reconciler.reconcile_agent, _ns(namespace), name) == reconciling.WAITING:
+        raise kopf.TemporaryError("waiting for a Secret", delay=WAITING_RETRY_DELAY)
 
 
 def _ns(namespace: str | None) -> str:
@@ -106,7 +114,7 @@ def register(
     @kopf.on.create(*AGENTS, id="agent", registry=registry)
     @kopf.on.update(*AGENTS, id="agent", registry=registry)
     def agent_changed(namespace: str | None, name: str, **_: Any) -> None:
-        _retrying(reconciler.reconcile_agent, _ns(namespace), name)
+        _reconcile(reconciler, namespace, name)
 
     @kopf.on.event(*AGENTS, id="agent-deleted", registry=registry)
     def agent_event(type: str, body: kopf.Body, **_: Any) -> None:
@@ -143,7 +151,7 @@ def register(
             registry=registry,
         )
         def resync(namespace: str | None, name: str, **_: Any) -> None:
-            _retrying(reconciler.reconcile_agent, _ns(namespace), name)
+            _reconcile(reconciler, namespace, name)
 
     # ----------------------------------------------------------------------- AgentPolicy
 

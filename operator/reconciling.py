@@ -38,6 +38,7 @@ from pilothouse.operator import (
     labels,
     manifests,
     metrics,
+    references,
     rendering,
     resources,
     settings,
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Body = Mapping[str, Any]
 
+WAITING: Final = "waiting"
+"""reconcile_agent's result when the agent waits for something no watch reports (a Secret):
+the handlers retry it after a delay."""
 CONFIG_RENDERED: Final = "ConfigRendered"
 """Event: a new runtime config was rendered and is rolling out."""
 ROLLOUT_COMPLETE: Final = "RolloutComplete"
@@ -198,7 +202,7 @@ class Reconciler:
     # ---------------------------------------------------------------------- AgentDeployment
 
     def reconcile_agent(self, namespace: str, name: str) -> str:
-        """Render, apply, prune and report one agent; returns ok, stalled or gone."""
+        """Render, apply, prune and report one agent; returns ok, stalled, waiting or gone."""
         with self._measured(api.AGENT_KIND) as outcome, self.agent_lock(namespace, name):
             try:
                 outcome["result"] = self._reconcile_agent(namespace, name)
@@ -273,6 +277,13 @@ class Reconciler:
         except errors.SpecError as e:
             self._stall(meta, previous, statuses.Problem(e.reason, e.message), now)
             return "stalled"
+
+        wanted = references.needed(rendered)
+        found = {n: self.kube.get_secret_metadata(namespace, n) for n in _names(wanted)}
+        missing = references.missing(wanted, found, namespace)
+        if missing is not None:
+            self._stall(meta, previous, missing, now)
+            return WAITING
 
         current = self.kube.get_deployment(namespace, labels.child_name(name))
         replicas = self._replicas(agent, current)
@@ -592,6 +603,10 @@ def _policy_problem(body: Body) -> statuses.Problem | None:
     except errors.SpecError as e:
         return statuses.Problem(e.reason, e.message)
     return None
+
+
+def _names(wanted: tuple[references.Needed, ...]) -> list[str]:
+    return list(dict.fromkeys(item.ref.name for item in wanted))
 
 
 def api_problem(error: errors.KubeUnavailable | errors.KubeRejected) -> statuses.Problem:

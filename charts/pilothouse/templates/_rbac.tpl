@@ -38,8 +38,9 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-# The autoscaler reads the Redis URL of an agent with spec.scaling from its Secret (or the
-# runtime.redis Secret). Nothing else reads Secrets: pods get them as references.
+# The reconciler checks that every Secret an agent's pods reference exists (metadata only, no
+# value); the autoscaler reads the Redis URL of an agent with spec.scaling from its Secret (or
+# the runtime.redis Secret). Pods get Secrets as references.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
