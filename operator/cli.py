@@ -26,6 +26,7 @@ from pilothouse.operator import (
     api,
     backlogs,
     bookkeeping,
+    cleanups,
     handlers,
     kube,
     labels,
@@ -92,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between full reconciles of an unchanged agent; 0: never",
     )
+    run.add_argument(
+        "--redis-cleanup-timeout",
+        type=float,
+        default=settings.DEFAULT_REDIS_CLEANUP_TIMEOUT,
+        metavar="SECONDS",
+        help="how long the deletion of an agent retries deleting its Redis keys while Redis is "
+        "unreachable before it completes without them",
+    )
     run.add_argument("--watch-server-timeout", type=int, default=300, metavar="SECONDS")
     run.add_argument("--watch-client-timeout", type=float, default=330, metavar="SECONDS")
     run.add_argument(
@@ -142,6 +151,7 @@ def settings_from_args(args: argparse.Namespace) -> settings.OperatorSettings:
         watch_server_timeout=args.watch_server_timeout,
         watch_client_timeout=args.watch_client_timeout,
         peering_lifetime=args.peering_lifetime,
+        redis_cleanup_timeout=args.redis_cleanup_timeout,
         runtime=runtime,
     )
 
@@ -203,9 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     reconciler = reconciling.Reconciler(client, operator_settings)
     reader = backlogs.BacklogReader()
     registry = kopf.OperatorRegistry()
-    handlers.register(
-        registry, reconciler, scaling.Autoscaler(reconciler, reader), operator_settings
+    autoscaler = scaling.Autoscaler(reconciler, reader)
+    cleanup = cleanups.RedisCleanup(
+        reconciler, reader, autoscaler, timeout=operator_settings.redis_cleanup_timeout
     )
+    handlers.register(registry, reconciler, autoscaler, operator_settings, cleanup)
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:

@@ -14,6 +14,8 @@ handler                                    does
 AgentDeployment event, first of a           ``observedGeneration`` + ``Reconciling=True``, before
 generation                                 anything else (Kopf's finalizer, the reconcile)
 AgentDeployment create / update / resume   full reconcile
+AgentDeployment deletion (finalizer)       delete its Redis keys (bounded, idempotent; gives
+                                           up after ``--redis-cleanup-timeout``)
 AgentDeployment DELETED event              refresh the statuses of the policies it had
 AgentDeployment timer (``spec.scaling``)   one autoscaler decision
 AgentDeployment timer (resync)             full reconcile of an unchanged agent (drift repair,
@@ -36,7 +38,7 @@ from typing import Any, Final
 
 import kopf
 
-from pilothouse.operator import api, errors, labels, reconciling, scaling, settings
+from pilothouse.operator import api, cleanups, errors, labels, reconciling, scaling, settings
 
 __all__ = ["RETRY_DELAY", "register"]
 
@@ -101,6 +103,7 @@ def register(
     reconciler: reconciling.Reconciler,
     autoscaler: scaling.Autoscaler,
     operator_settings: settings.OperatorSettings,
+    cleanup: cleanups.RedisCleanup | None = None,
 ) -> None:
     """Attach every handler of the operator to ``registry``."""
 
@@ -115,6 +118,28 @@ def register(
     @kopf.on.update(*AGENTS, id="agent", registry=registry)
     def agent_changed(namespace: str | None, name: str, **_: Any) -> None:
         _reconcile(reconciler, namespace, name)
+
+    if cleanup is not None:
+
+        @kopf.on.delete(*AGENTS, id="redis-cleanup", registry=registry)
+        async def agent_deleting(
+            namespace: str | None,
+            name: str,
+            uid: str | None,
+            spec: kopf.Spec,
+            runtime: Any,
+            retry: int,
+            **_: Any,
+        ) -> None:
+            try:
+                await cleanup.run(
+                    _ns(namespace), name, uid or "", spec,
+                    elapsed=runtime.total_seconds(), first=retry == 0,
+                )  # fmt: skip
+            except cleanups.MoreKeys as e:
+                raise kopf.TemporaryError(str(e), delay=0.1) from e
+            except cleanups.RedisUnreachable as e:
+                raise kopf.TemporaryError(str(e), delay=cleanups.RETRY_DELAY) from e
 
     @kopf.on.event(*AGENTS, id="agent-deleted", registry=registry)
     def agent_event(type: str, body: kopf.Body, **_: Any) -> None:

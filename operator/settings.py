@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_AUTOSCALE_INTERVAL",
     "DEFAULT_IMAGE",
     "DEFAULT_PEERING_LIFETIME",
+    "DEFAULT_REDIS_CLEANUP_TIMEOUT",
     "DEFAULT_RESOURCES",
     "DEFAULT_RESYNC_INTERVAL",
     "DEFAULT_RUN_AS",
@@ -36,6 +37,8 @@ DEFAULT_RESOURCES: Final = api.ResourceRequirements(
 latency more than sharing a core), a memory limit (a leak restarts one pod, not the node)."""
 DEFAULT_AUTOSCALE_INTERVAL: Final = 5.0
 DEFAULT_RESYNC_INTERVAL: Final = 300.0
+DEFAULT_REDIS_CLEANUP_TIMEOUT: Final = 60.0
+"""Seconds a deleted agent waits for an unreachable Redis before its keys are left behind."""
 DEFAULT_PEERING_LIFETIME: Final = 10
 """Seconds a peering record stays valid: a standby takes over within this after a crash."""
 
@@ -92,6 +95,10 @@ class OperatorSettings(_Settings):
     """Seconds the API server keeps one watch request open (then Kopf re-watches)."""
     watch_client_timeout: float = Field(default=330, gt=0)
     """Seconds after which the operator gives up on a silent watch connection."""
+    redis_cleanup_timeout: float = Field(default=DEFAULT_REDIS_CLEANUP_TIMEOUT, ge=0)
+    """Seconds the deletion of an agent retries deleting its Redis keys while Redis is
+    unreachable; then the keys are left (a warning Event says which) and the deletion
+    completes."""
     peering_lifetime: int = Field(default=DEFAULT_PEERING_LIFETIME, ge=2, le=3600)
     """Seconds a replica's Kopf peering record stays valid without a keepalive (Kopf touches it
     5-10 s before it expires): the longest a standby waits after the active replica died."""
