@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Body = Mapping[str, Any]
 
+PRUNED: Final = "pruned"
+"""The drift memory's entry for a child the operator deleted itself (no drift to put back)."""
 WAITING: Final = "waiting"
 """reconcile_agent's result when the agent waits for something no watch reports (a Secret):
 the handlers retry it after a delay."""
@@ -411,10 +413,10 @@ class Reconciler:
                 owners = meta.get("ownerReferences") or []
                 if not any(o.get("uid") == uid and o.get("controller") for o in owners):
                     continue
+                with self._guard:
+                    self._children[(kind, ns, meta["name"])] = PRUNED
                 if self.kube.delete(api_version, kind, ns, meta["name"], uid=meta["uid"]):
                     pruned.append(f"{kind} {meta['name']}")
-                with self._guard:
-                    self._children.pop((kind, ns, meta["name"]), None)
         return pruned
 
     def _stall(
@@ -476,6 +478,8 @@ class Reconciler:
             return "ignored"
         with self._guard:
             known = self._children.get((kind, namespace, name))
+            if event == "DELETED":
+                self._children.pop((kind, namespace, name), None)
         if decide_drift(event, known, _version(body)) == "reconcile":
             self.reconcile_agent(namespace, agent)
             return "reconciled"
@@ -626,12 +630,13 @@ def decide_drift(event: str | None, known: str | None, seen: str) -> str:
     """``reconcile`` when a child's watch event shows a change the operator did not make.
 
     ``known`` is the version (generation, else resourceVersion) the operator last wrote, None
-    when it wrote none in this process; ``event`` None is the initial listing.
+    when it wrote none in this process, :data:`PRUNED` when the operator deleted the child
+    itself; ``event`` None is the initial listing.
     """
     if event is None:
         return "skip"
     if event == "DELETED":
-        return "reconcile" if known is not None else "skip"
+        return "skip" if known == PRUNED else "reconcile"
     return "skip" if known == seen else "reconcile"
 
 

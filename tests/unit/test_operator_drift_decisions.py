@@ -18,7 +18,8 @@ from pilothouse.operator import reconciling
         ("MODIFIED", "rv10", "rv11", "reconcile"),  # an edited ConfigMap
         ("MODIFIED", None, "g3", "reconcile"),  # never written by this process: check it
         ("DELETED", "rv10", "rv10", "reconcile"),  # deleted by someone: recreate
-        ("DELETED", None, "g1", "skip"),  # pruned by the operator (forgotten) or not ours
+        ("DELETED", None, "g1", "reconcile"),  # deleted while this process had not written it
+        ("DELETED", "pruned", "g1", "skip"),  # pruned by the operator itself
     ],
 )
 def test_drift_decision(event: str | None, known: str | None, seen: str, decision: str) -> None:
