@@ -28,7 +28,12 @@ from cluster.launcher import Cluster
 from pilothouse.runtime import devservers
 
 # Fast loops for tests: decisions every second, watches renewed within a minute.
-FAST_ARGS = ("--autoscale-interval=1", "--watch-server-timeout=60", "--watch-client-timeout=70")
+FAST_ARGS = (
+    "--autoscale-interval=1",
+    "--watch-server-timeout=60",
+    "--watch-client-timeout=70",
+    "--redis-cleanup-timeout=5",
+)
 OWN_PORT_FLAGS = ("--liveness-port", "--metrics-port")
 
 

@@ -34,7 +34,12 @@ EXAMPLES = CRDS / "examples"
 GROUP = "pilothouse.dev"
 START_TIMEOUT = 60.0
 # Fast loops for tests: decisions every second, nothing waits for a 5-minute resync.
-DEFAULT_ARGS = ("--autoscale-interval=1", "--watch-server-timeout=60", "--watch-client-timeout=70")
+DEFAULT_ARGS = (
+    "--autoscale-interval=1",
+    "--watch-server-timeout=60",
+    "--watch-client-timeout=70",
+    "--redis-cleanup-timeout=5",  # agents of tests often name a Redis nobody runs
+)
 
 
 def _free_port() -> int:
@@ -81,7 +86,7 @@ class OperatorProcess:
             "-m",
             "pilothouse.operator.cli",
             "--all-namespaces",
-            "--standalone",
+            *(() if any(a.startswith("--peering=") for a in self.args) else ("--standalone",)),
             f"--liveness-port={self.health_port}",
             f"--metrics-port={self.metrics_port}",
             *self.args,

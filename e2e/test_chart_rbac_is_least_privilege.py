@@ -5,12 +5,15 @@ with the arguments of the chart's Deployment and the token of the chart's Servic
 to the chart's (Cluster)Role, against the real API server, through a recording proxy
 (:mod:`api_recorder`). It then goes through everything it does for a living: an agent with a
 policy, a prompt from a ConfigMap and two replicas (so a PodDisruptionBudget), Ready; scaled down
-to one (the budget pruned); switched to autoscaling with a backlog in a real Redis whose URL is in
-a Secret (the Deployment scaled through its scale subresource); deleted (its finalizer removed).
-Standby replicas peer through a Kopf peering object, namespaced scope works from Roles alone.
+to one (the budget pruned); given a ServiceAccount of its own (``podTemplate.serviceAccountName``:
+the operator's one pruned); switched to autoscaling with a backlog in a real Redis whose URL is
+in a Secret (the Deployment scaled through its scale subresource); deleted (its finalizer
+removed). Standby replicas peer through a Kopf peering object, namespaced scope works from Roles
+alone.
 
 Then: no request was refused, and the (group, resource, verb) the operator used are exactly those
-the chart grants. And each rule is needed: without it, the API server refuses the operator.
+the chart grants. And each rule is needed: without it, the API server refuses the operator, and
+the agent says so in its status.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pilothouse.runtime import config, devservers, queue
 AGENT = "rbac-probe"
 POLICY = "rbac-guard"
 PROMPTS = "rbac-prompts"
+ACCOUNT = "rbac-own-account"  # podTemplate.serviceAccountName: the operator's own one goes
 SCALING = {
     "minReplicas": 1,
     "maxReplicas": 3,
@@ -167,7 +171,8 @@ def agent_objects(redis_url: str) -> list[dict[str, Any]]:
     agent["spec"]["agent"]["systemPromptFrom"] = {
         "configMapKeyRef": {"name": PROMPTS, "key": "system"}
     }
-    return [h.redis_secret(redis_url), prompts, policy, agent]
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": ACCOUNT}}
+    return [h.redis_secret(redis_url), prompts, account, policy, agent]
 
 
 def run_life_cycle(
@@ -194,6 +199,15 @@ def run_life_cycle(
     patch = json.dumps({"spec": {"replicas": 1}})
     cluster.kubectl("patch", "agd", AGENT, "-n", namespace, "--type=merge", "-p", patch)
     until(lambda: h.get(cluster, "pdb", AGENT, namespace), lambda p: p is None, "the budget pruned")
+
+    patch = json.dumps({"spec": {"podTemplate": {"serviceAccountName": ACCOUNT}}})
+    cluster.kubectl("patch", "agd", AGENT, "-n", namespace, "--type=merge", "-p", patch)
+    until(
+        lambda: h.get(cluster, "serviceaccount", AGENT, namespace),
+        lambda a: a is None,
+        "the operator's ServiceAccount pruned for podTemplate.serviceAccountName",
+    )
+    until(lambda: h.get(cluster, "agd", AGENT, namespace) or {}, h.is_ready, "Ready again")
 
     push_backlog(redis_url, namespace, 12)  # ceil(12 / 5) = 3 replicas
     patch = json.dumps({"spec": {"replicas": None, "scaling": SCALING}})
@@ -342,3 +356,46 @@ def test_without_any_one_rule_the_operator_is_refused(
         release.delete()
 
     assert {a.verb for a in found} <= set(dropped["verbs"])
+
+
+def test_a_refused_request_stalls_the_agent_until_the_rule_is_granted(
+    k8s_cluster: Cluster,
+    helm: helm_chart.Helm,
+    k8s_namespace: str,
+    agent_ns: str,
+    redis_server: devservers.RedisServer,
+    tmp_path: Path,
+) -> None:
+    """An API error during a reconcile is never silent: Stalled with the server's refusal and a
+    warning Event; once the permission is granted, the operator's retry makes the agent Ready."""
+    release = Release(k8s_cluster, helm, k8s_namespace, list(BASE_SETS))
+    dropped = next(r for r in release.rules() if r["resources"] == ["serviceaccounts"])
+    release.apply(drop=lambda rule: rule == dropped)
+    server, ca = chart_operator.api_server(k8s_cluster, tmp_path)
+    try:
+        with (
+            api_recorder.ApiRecorder(server, ca) as recorder,
+            release.operator(recorder, tmp_path) as operator,
+        ):
+            h.apply(k8s_cluster, agent_ns, h.redis_secret(redis_server.url), h.small_agent(AGENT))
+
+            def stalled() -> dict[str, Any]:
+                operator.check_alive()
+                return h.condition(h.get(k8s_cluster, "agd", AGENT, agent_ns), "Stalled")
+
+            found = wait_until(stalled, lambda c: c.get("status") == "True", what="Stalled")
+            assert found["reason"] == "ApiForbidden"
+            assert "serviceaccounts" in found["message"]
+            assert "forbidden" in found["message"]
+            events = h.items(
+                k8s_cluster, "events", agent_ns,
+                f"--field-selector=involvedObject.name={AGENT},reason=ApiForbidden",
+            )  # fmt: skip
+            assert events
+            assert events[0]["type"] == "Warning"
+
+            release.apply()  # the chart's rules, all of them
+            h.wait_for_agent(k8s_cluster, agent_ns, AGENT, h.is_ready, what="Ready", timeout=150)
+            k8s_cluster.kubectl("delete", "agd", AGENT, "-n", agent_ns, "--timeout=60s")
+    finally:
+        release.delete()

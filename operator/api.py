@@ -66,6 +66,10 @@ QUANTITY_PATTERN: Final = (
     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 MAX_LIST: Final = 64
+MAX_PROMPT: Final = 768 * 1024
+"""Longest system prompt (characters): the runtime ConfigMap that carries it holds 1 MiB."""
+MAX_TEXT: Final = 16 * 1024
+"""Longest tool description or canned answer (characters)."""
 """Bound of the lists CEL rules look at (keeps the API server's cost estimate low)."""
 
 
@@ -159,7 +163,7 @@ class PolicyRef(_Model):
 class ModelSpec(_Model):
     """An OpenAI-compatible Chat Completions endpoint and the model to ask there."""
 
-    endpoint: str = Field(pattern=r"^https?://", max_length=2048)
+    endpoint: str = Field(pattern=config.URL_PATTERN, max_length=2048)
     """Base URL of the API, e.g. ``https://api.openai.com/v1``."""
     name: str = Field(min_length=1, max_length=256)
     """Model name sent in the request, e.g. ``gpt-4o-mini``."""
@@ -197,9 +201,9 @@ class ToolSpec(_Model):
 
     name: str = Field(pattern=config.TOOL_NAME_PATTERN)
     """Function name offered to the model (letters, digits, ``_`` and ``-``, at most 64)."""
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_TEXT)
     """What the tool does, offered to the model."""
-    url: str = Field(pattern=r"^https?://", max_length=2048)
+    url: str = Field(pattern=config.URL_PATTERN, max_length=2048)
     """URL called to execute the tool."""
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     """HTTP method; GET sends the arguments as query parameters, others as a JSON body."""
@@ -227,7 +231,7 @@ class AgentSpec(_Model):
         json_schema_extra={"x-kubernetes-validations": [_rule(_PROMPT_XOR, _PROMPT_XOR_MESSAGE)]}
     )
 
-    system_prompt: str | None = None
+    system_prompt: str | None = Field(default=None, max_length=MAX_PROMPT)
     """System prompt sent first in every conversation (or use ``systemPromptFrom``)."""
     system_prompt_from: SystemPromptSource | None = None
     """Read the system prompt from a ConfigMap key (or use ``systemPrompt``)."""
@@ -237,7 +241,9 @@ class AgentSpec(_Model):
     """Tried in order when the primary fails or its circuit breaker is open."""
     fallback: config.FallbackConfig = config.FallbackConfig()
     """Rule-based answer when no model answers."""
-    refusal_response: str = Field(default=config.DEFAULT_REFUSAL_RESPONSE, min_length=1)
+    refusal_response: str = Field(
+        default=config.DEFAULT_REFUSAL_RESPONSE, min_length=1, max_length=MAX_TEXT
+    )
     """Polite answer given when a policy refuses a request."""
     tools: tuple[ToolSpec, ...] = Field(
         default=(),
@@ -250,9 +256,13 @@ class AgentSpec(_Model):
     max_request_tokens: int | None = Field(default=None, ge=1)
     """Tokens (input + output, all LLM calls) one request may use; none: no bound besides
     ``maxSteps``."""
-    escalation_response: str = Field(default=config.DEFAULT_ESCALATION_RESPONSE, min_length=1)
+    escalation_response: str = Field(
+        default=config.DEFAULT_ESCALATION_RESPONSE, min_length=1, max_length=MAX_TEXT
+    )
     """Answer given while an action waits for a human's approval."""
-    incomplete_response: str = Field(default=config.DEFAULT_INCOMPLETE_RESPONSE, min_length=1)
+    incomplete_response: str = Field(
+        default=config.DEFAULT_INCOMPLETE_RESPONSE, min_length=1, max_length=MAX_TEXT
+    )
     """Answer given when a request stops before an answer (``maxSteps`` or the token budget)."""
 
     @model_validator(mode="after")
@@ -382,7 +392,9 @@ class PodSecurityOverrides(_Model):
 class PodTemplateOverrides(_Model):
     """Scheduling and metadata of the agent's pods."""
 
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[selectors.LabelKey, selectors.LabelValue] = Field(
+        default_factory=dict, max_length=MAX_LIST
+    )
     """Extra pod labels (the operator's own labels win on conflict)."""
     annotations: dict[str, str] = Field(default_factory=dict)
     """Extra pod annotations (the operator's own annotations win on conflict)."""

@@ -3,7 +3,7 @@
 Builds :class:`~pilothouse.operator.settings.OperatorSettings` from flags (the Helm chart passes
 them), configures Kopf (namespaces to watch or cluster-wide, peering with a standby replica,
 watch timeouts so a silent watch is re-established instead of freezing, the liveness endpoint,
-server-side filtering of the Deployments watch, annotations instead of status for Kopf's own
+server-side filtering of the children's watches, annotations instead of status for Kopf's own
 bookkeeping, Kopf's per-handler Events only for warnings), starts the Prometheus endpoint and
 JSON logs, wires the handlers and runs the Kopf event loop until SIGTERM.
 """
@@ -25,6 +25,8 @@ from pydantic import ValidationError
 from pilothouse.operator import (
     api,
     backlogs,
+    bookkeeping,
+    cleanups,
     handlers,
     kube,
     labels,
@@ -38,8 +40,6 @@ __all__ = ["build_parser", "kopf_settings", "main", "settings_from_args"]
 
 FINALIZER = "pilothouse.dev/finalizer"
 KOPF_ANNOTATION_PREFIX = "pilothouse.dev"
-DEPLOYMENT_SELECTOR_KEY = ("apps", "v1", "deployments")
-"""The operator watches only the Deployments it manages (a server-side label selector)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     peers.add_argument("--standalone", action="store_true", help="run without peering (default)")
     p.add_argument("--priority", type=int, help="peering priority (default: random)")
+    p.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=settings.DEFAULT_PEERING_LIFETIME,
+        metavar="SECONDS",
+        help="seconds a replica's peering record stays valid without a keepalive: a standby "
+        "takes over at most this long after the active replica died",
+    )
 
     run = p.add_argument_group("how to run")
     run.add_argument("--liveness-port", type=int, default=8081, help="/healthz port; 0: off")
@@ -84,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=settings.DEFAULT_RESYNC_INTERVAL,
         metavar="SECONDS",
         help="seconds between full reconciles of an unchanged agent; 0: never",
+    )
+    run.add_argument(
+        "--redis-cleanup-timeout",
+        type=float,
+        default=settings.DEFAULT_REDIS_CLEANUP_TIMEOUT,
+        metavar="SECONDS",
+        help="how long the deletion of an agent retries deleting its Redis keys while Redis is "
+        "unreachable before it completes without them",
     )
     run.add_argument("--watch-server-timeout", type=int, default=300, metavar="SECONDS")
     run.add_argument("--watch-client-timeout", type=float, default=330, metavar="SECONDS")
@@ -134,6 +150,8 @@ def settings_from_args(args: argparse.Namespace) -> settings.OperatorSettings:
         redis_url=args.redis_url,
         watch_server_timeout=args.watch_server_timeout,
         watch_client_timeout=args.watch_client_timeout,
+        peering_lifetime=args.peering_lifetime,
+        redis_cleanup_timeout=args.redis_cleanup_timeout,
         runtime=runtime,
     )
 
@@ -145,12 +163,20 @@ def kopf_settings(s: settings.OperatorSettings, *, identity: str) -> kopf.Operat
     ks.watching.server_timeout = s.watch_server_timeout
     ks.watching.client_timeout = s.watch_client_timeout
     ks.watching.connect_timeout = 30
-    ks.watching.label_selectors[DEPLOYMENT_SELECTOR_KEY] = labels.managed_selector()
+    # The children are watched for drift: only the operator's own (a server-side selector).
+    for resource in handlers.CHILDREN.values():
+        ks.watching.label_selectors[resource] = labels.managed_selector()
     ks.networking.request_timeout = max(60.0, s.request_timeout * 2)
+    # Keepalives every 1-5 s with a 10 s lifetime (Kopf touches at lifetime minus 5-10 s): a
+    # standby resumes at most 10 s after the active replica's last keepalive, and a keepalive
+    # late by up to 5 s (a slow API server) does not wake it.
+    ks.peering.lifetime = s.peering_lifetime
     # Kopf's bookkeeping in our own annotations and finalizer, never in status.
     ks.persistence.finalizer = FINALIZER
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
-    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    # A digest of the last handled state, never a copy of the spec (annotations are limited
+    # to 256 KiB: a copy of a large spec could not be written, nor the finalizer removed).
+    ks.persistence.diffbase_storage = bookkeeping.DigestDiffBaseStorage(
         prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     # The reconciler posts the meaningful Events; Kopf only its warnings and errors.
@@ -187,9 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     reconciler = reconciling.Reconciler(client, operator_settings)
     reader = backlogs.BacklogReader()
     registry = kopf.OperatorRegistry()
-    handlers.register(
-        registry, reconciler, scaling.Autoscaler(reconciler, reader), operator_settings
+    autoscaler = scaling.Autoscaler(reconciler, reader)
+    cleanup = cleanups.RedisCleanup(
+        reconciler, reader, autoscaler, timeout=operator_settings.redis_cleanup_timeout
     )
+    handlers.register(registry, reconciler, autoscaler, operator_settings, cleanup)
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:

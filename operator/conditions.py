@@ -48,6 +48,9 @@ SCALED_TO_ZERO: Final = "ScaledToZero"
 """Ready=True: the agent runs no replicas, as specified (``replicas: 0``)."""
 ROLLOUT_IN_PROGRESS: Final = "RolloutInProgress"
 """Ready=False / Reconciling=True: pods are being replaced or started."""
+RECONCILE_STARTED: Final = "ReconcileStarted"
+"""Reconciling=True (Ready=False on a new resource): the operator has seen this generation and
+works on it; written before anything else, so no pipeline reads an untouched resource as healthy."""
 RECONCILED: Final = "Reconciled"
 """Reconciling=False / Stalled=False: nothing left to do."""
 ACCEPTED: Final = "Accepted"
@@ -55,6 +58,9 @@ ACCEPTED: Final = "Accepted"
 POLICY_NOT_FOUND: Final = "PolicyNotFound"
 """Stalled=True: a ``policyRefs`` entry names no AgentPolicy; rollouts wait for it (the pods
 keep their last config, so no policy is silently dropped)."""
+SECRET_NOT_FOUND: Final = "SecretNotFound"
+"""Stalled=True: a Secret (or key) the pods reference does not exist; rollouts wait for it and
+the operator checks again every few seconds."""
 SYSTEM_PROMPT_NOT_FOUND: Final = "SystemPromptNotFound"
 """Stalled=True: ``systemPromptFrom`` names a missing ConfigMap or key."""
 INVALID_SPEC: Final = "InvalidSpec"
@@ -64,6 +70,14 @@ APPLY_REJECTED: Final = "ApplyRejected"
 CRD_OUTDATED: Final = "CRDOutdated"
 """Stalled=True: the cluster serves an older AgentDeployment or AgentPolicy CRD than the operator
 needs (fields would be pruned); nothing is applied until the CRDs are upgraded."""
+API_FORBIDDEN: Final = "ApiForbidden"
+"""Stalled=True: the API server refused the operator a request (401/403: its RBAC lacks a rule);
+retried every minute, so granting the permission recovers the agent."""
+API_UNAVAILABLE: Final = "ApiUnavailable"
+"""Reconciling=True: a request to the API server failed for now (unreachable, timeout, 409, 429,
+5xx); retried with a backoff."""
+API_REJECTED: Final = "ApiRejected"
+"""Stalled=True: the API server refused a request of the reconcile for good (another 4xx)."""
 BACKLOG_READ: Final = "BacklogRead"
 """ScalingActive=True: the backlog was read and the autoscaler decided."""
 BACKLOG_UNAVAILABLE: Final = "BacklogUnavailable"
@@ -71,9 +85,12 @@ BACKLOG_UNAVAILABLE: Final = "BacklogUnavailable"
 
 PROBLEMS: Final = (
     POLICY_NOT_FOUND,
+    SECRET_NOT_FOUND,
     SYSTEM_PROMPT_NOT_FOUND,
     INVALID_SPEC,
     APPLY_REJECTED,
+    API_FORBIDDEN,
+    API_REJECTED,
     CRD_OUTDATED,
 )
 """Reasons that make an agent Stalled."""

@@ -35,6 +35,11 @@ HEADER: Final = (
     "# in operator/api.py and operator/statuses.py. Do not edit by hand.\n"
 )
 
+UNOBSERVED_STATUS: Final = {"observedGeneration": 0}
+"""The status the API server shows until the operator writes one: generation 0 observed, which
+kstatus (Flux, ``kubectl wait --for=jsonpath``) and the Argo CD health checks read as "in
+progress", never as healthy, even while no operator runs."""
+
 _NAME_RULE = {
     "rule": "size(self.metadata.name) <= 63 && "
     "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
@@ -79,7 +84,7 @@ def _root(
             "kind": {"type": "string", "description": f"`{kind}`."},
             "metadata": {"type": "object"},
             "spec": _schema(spec),
-            "status": _schema(status),
+            "status": {**_schema(status), "default": UNOBSERVED_STATUS},
         },
     }
 

@@ -14,8 +14,6 @@ changes; a failing dependency (the API server, Redis) is retried with a backoff.
         │                          than 404 / 409 / 429): ``status`` and the server's message
         └── DependencyUnavailable
             ├── KubeUnavailable    the API server failed, timed out or conflicted (retry)
-            │   └── CRDOutdated    the cluster serves older CRDs than this operator needs
-            │                      (retry: they may be upgraded any moment)
             └── BacklogUnavailable the agent's queue backlog cannot be read from Redis
 """
 
@@ -25,7 +23,6 @@ from pilothouse.runtime import errors
 
 __all__ = [
     "BacklogUnavailable",
-    "CRDOutdated",
     "KubeRejected",
     "KubeUnavailable",
     "SchemaConversionError",
@@ -57,10 +54,6 @@ class KubeRejected(errors.RuntimeFailure):
         super().__init__(f"the API server refused the request ({status}): {message}")
         self.status = status
         self.server_message = message
-
-
-class CRDOutdated(KubeUnavailable):
-    """The served AgentDeployment / AgentPolicy CRD lacks fields this operator knows."""
 
 
 class BacklogUnavailable(errors.DependencyUnavailable):

@@ -48,6 +48,7 @@ _PLURALS: Final = {
 }
 _APPLY: Final = "application/apply-patch+yaml"
 _MERGE: Final = "application/merge-patch+json"
+_METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _RETRYABLE: Final = frozenset({409, 429, 500, 502, 503, 504})
 EVENT_MESSAGE_LIMIT: Final = 1024
 
@@ -122,8 +123,9 @@ class Kube:
         body: Any = None,
         content_type: str | None = None,
         missing_ok: bool = False,
+        accept: str = "application/json",
     ) -> Body | None:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         try:
@@ -238,21 +240,32 @@ class Kube:
         """A Deployment, or None."""
         return self._get(_path("apps/v1", "Deployment", namespace, name))
 
-    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> Body:
         """Set a Deployment's replicas (a merge patch of ``spec.replicas`` only, so the
-        operator needs no extra permission for the scale subresource)."""
+        operator needs no extra permission for the scale subresource); the live object."""
         path = _path("apps/v1", "Deployment", namespace, name)
-        self._request(
+        live = self._request(
             "PATCH",
             path,
             query=[("fieldManager", labels.FIELD_MANAGER)],
             body={"spec": {"replicas": replicas}},
             content_type=_MERGE,
         )
+        return live or {}
 
     def get_configmap(self, namespace: str, name: str) -> Body | None:
         """A ConfigMap, or None."""
         return self._get(_path("v1", "ConfigMap", namespace, name))
+
+    def get_secret_metadata(self, namespace: str, name: str) -> Body | None:
+        """A Secret's ``metadata`` only (``PartialObjectMetadata``: no value is transferred);
+        None when it does not exist."""
+        path = _path("v1", "Secret", namespace, name)
+        found = self._request("GET", path, missing_ok=True, accept=_METADATA_ONLY)
+        if found is None:
+            return None
+        meta: Body = found.get("metadata") or {}
+        return meta
 
     def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
         """The decoded value of a Secret's key; None when the Secret or the key is missing."""

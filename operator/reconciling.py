@@ -14,8 +14,10 @@ policy costs one extra recomputation, not one each.
 
 Failure modes: a spec the operator cannot render, a missing policy or prompt, or a child the API
 server refuses make the agent ``Stalled`` with an Event, and nothing is retried until something
-changes (the pods keep their last config). An unreachable API server raises
-:class:`~pilothouse.operator.errors.KubeUnavailable`, which the handlers turn into a retry.
+changes (the pods keep their last config). Any other API error during a reconcile is reported
+too, never silenced: a refusal of the operator's permissions (401/403) or another 4xx makes the
+agent ``Stalled`` (``ApiForbidden``, ``ApiRejected``), an unreachable API server
+``Reconciling`` (``ApiUnavailable``), each with an Event, and the handlers retry.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pilothouse.operator import (
     labels,
     manifests,
     metrics,
+    references,
     rendering,
     resources,
     settings,
@@ -45,18 +48,23 @@ from pilothouse.operator import (
 )
 from pilothouse.runtime import config
 
-__all__ = ["KINDS", "RESULTS", "Reconciler"]
+__all__ = ["KINDS", "RESULTS", "Reconciler", "api_problem", "decide_drift"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Body = Mapping[str, Any]
 
-RESULTS: Final = ("ok", "stalled", "gone", "error")
+RESULTS: Final = ("ok", "stalled", "waiting", "gone", "error")
 """Values of the ``result`` label of ``pilothouse_operator_reconciles_total``."""
 KINDS: Final = (api.AGENT_KIND, api.POLICY_KIND)
 """The kinds this module reconciles (the ``kind`` label of its metrics)."""
 
+PRUNED: Final = "pruned"
+"""The drift memory's entry for a child the operator deleted itself (no drift to put back)."""
+WAITING: Final = "waiting"
+"""reconcile_agent's result when the agent waits for something no watch reports (a Secret):
+the handlers retry it after a delay."""
 CONFIG_RENDERED: Final = "ConfigRendered"
 """Event: a new runtime config was rendered and is rolling out."""
 ROLLOUT_COMPLETE: Final = "RolloutComplete"
@@ -113,8 +121,10 @@ class Reconciler:
         self.clock = clock
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._policy_locks: dict[tuple[str, str], threading.Lock] = {}
         self._rendered: dict[tuple[str, str], config.RuntimeConfig] = {}
         self.schema_gate = crdchecks.SchemaGate(client)
+        self._children: dict[tuple[str, str, str], str] = {}
         self._policy_status = _Coalescer()
         # Every series whose labels are known exists at 0 from the start: a first failure is
         # then an increase Prometheus sees, not a series born at 1 (see the chart's alerts).
@@ -129,6 +139,11 @@ class Reconciler:
         """The lock that serialises everything done to one agent."""
         with self._guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
+
+    def policy_lock(self, namespace: str, name: str) -> threading.Lock:
+        """The lock that serialises the status writes of one policy."""
+        with self._guard:
+            return self._policy_locks.setdefault((namespace, name), threading.Lock())
 
     def rendered_config(self, namespace: str, name: str) -> config.RuntimeConfig | None:
         """The runtime config last applied for an agent by this process (for the autoscaler)."""
@@ -162,13 +177,95 @@ class Reconciler:
             metrics.RECONCILE_DURATION.labels(kind).observe(time.perf_counter() - start)
             metrics.RECONCILES.labels(kind, outcome["result"]).inc()
 
+    # ------------------------------------------------------------------------ acknowledging
+
+    def acknowledge(self, kind: str, body: Body) -> bool:
+        """Write ``observedGeneration`` and ``Reconciling=True`` for a generation not seen yet.
+
+        The operator's first act on a new or changed AgentDeployment or AgentPolicy (its
+        event handler runs before Kopf's own bookkeeping and before any reconcile), so a
+        pipeline never reads a resource the operator has not acted on as healthy. ``body`` is
+        the watch event's; when it shows an unseen generation the resource is read again under
+        the agent's lock, so a late event never turns a reconciled status back. True if the
+        status was patched.
+        """
+        meta = resources.Meta.from_body(body)
+        if meta.generation == _observed_generation(body) or _deleting(body):
+            return False
+        if kind == api.AGENT_KIND:
+            with self.agent_lock(meta.namespace, meta.name):
+                fresh = self.kube.get_agent(meta.namespace, meta.name)
+                if fresh is None or _deleting(fresh):
+                    return False
+                previous = resources.agent_status_of(fresh)
+                generation = resources.Meta.from_body(fresh).generation
+                new = statuses.acknowledged(previous, generation=generation, now=self.clock())
+                return self._write_agent_status(meta, previous, new)
+        with self.policy_lock(meta.namespace, meta.name):
+            fresh = self.kube.get_policy(meta.namespace, meta.name)
+            if fresh is None or _deleting(fresh):
+                return False
+            old = resources.policy_status_of(fresh)
+            generation = resources.Meta.from_body(fresh).generation
+            acked = statuses.acknowledged(old, generation=generation, now=self.clock())
+            patch = statuses.merge_patch(old.document(), acked.document())
+            if not patch:
+                return False
+            self.kube.patch_status(api.POLICY_KIND, meta.namespace, meta.name, patch)
+            return True
+
     # ---------------------------------------------------------------------- AgentDeployment
 
     def reconcile_agent(self, namespace: str, name: str) -> str:
-        """Render, apply, prune and report one agent; returns ok, stalled or gone."""
+        """Render, apply, prune and report one agent; returns ok, stalled, waiting or gone."""
         with self._measured(api.AGENT_KIND) as outcome, self.agent_lock(namespace, name):
-            outcome["result"] = self._reconcile_agent(namespace, name)
+            try:
+                outcome["result"] = self._reconcile_agent(namespace, name)
+            except (errors.KubeUnavailable, errors.KubeRejected) as e:
+                self._report_api_error(namespace, name, e)
+                raise
             return outcome["result"]
+
+    def _report_api_error(
+        self, namespace: str, name: str, error: errors.KubeUnavailable | errors.KubeRejected
+    ) -> None:
+        """Say in the agent's status (and an Event) why its reconcile failed; best effort.
+
+        A refusal (RBAC, another 4xx) is Stalled, a failure for now Reconciling; the handler
+        retries either way. Never silence: without this a reconcile failing on every retry
+        would leave the last (possibly Ready) status in place.
+        """
+        problem = api_problem(error)
+        try:
+            body = self.kube.get_agent(namespace, name)
+            if body is None or _deleting(body):
+                return
+            meta = resources.Meta.from_body(body)
+            previous = resources.agent_status_of(body)
+            now = self.clock()
+            new = statuses.agent_status(
+                previous,
+                generation=meta.generation,
+                outcome=problem,
+                deployment=None,
+                selector=labels.selector_string(name),
+                now=now,
+            )
+            # No Deployment was read: keep the replica counts as they were.
+            new = new.model_copy(
+                update={
+                    "replicas": previous.replicas,
+                    "ready_replicas": previous.ready_replicas,
+                    "updated_replicas": previous.updated_replicas,
+                }
+            )
+            self._write_agent_status(meta, previous, new)
+            kind = conditions.RECONCILING if problem.transient else conditions.STALLED
+            before = conditions.find(previous.conditions, kind)
+            if before is None or before.status != "True" or before.message != problem.message:
+                self.event(_agent_ref(meta), problem.reason, problem.message, warning=True)
+        except (errors.KubeUnavailable, errors.KubeRejected) as e:
+            log.warning("could not report the failed reconcile of %s/%s: %s", namespace, name, e)
 
     def _reconcile_agent(self, namespace: str, name: str) -> str:
         body = self.kube.get_agent(namespace, name)
@@ -181,7 +278,7 @@ class Reconciler:
         if outdated is not None:  # its new fields may have been pruned: apply nothing
             problem = statuses.Problem(conditions.CRD_OUTDATED, outdated.message)
             self._stall(meta, previous, problem, now)
-            raise errors.CRDOutdated(outdated.message)  # retried: the CRDs may be upgraded
+            return WAITING  # checked again: the CRDs may be upgraded any moment
         try:
             agent = resources.parse_agent(body)
         except errors.SpecError as e:
@@ -201,6 +298,13 @@ class Reconciler:
             self._stall(meta, previous, statuses.Problem(e.reason, e.message), now)
             return "stalled"
 
+        wanted = references.needed(rendered)
+        found = {n: self.kube.get_secret_metadata(namespace, n) for n in _names(wanted)}
+        missing = references.missing(wanted, found, namespace)
+        if missing is not None:
+            self._stall(meta, previous, missing, now)
+            return WAITING
+
         current = self.kube.get_deployment(namespace, labels.child_name(name))
         replicas = self._replicas(agent, current)
         children = manifests.build_children(
@@ -209,8 +313,10 @@ class Reconciler:
         live: dict[str, Body] = {}
         try:
             for child in children:
-                live[child["kind"]] = self.kube.apply(child)
+                live[child["kind"]] = self.remember_child(self.kube.apply(child))
         except errors.KubeRejected as e:
+            if e.status in (401, 403):
+                raise  # a permission, not the spec: reported and retried by reconcile_agent
             problem = statuses.Problem(conditions.APPLY_REJECTED, e.server_message)
             self._stall(meta, previous, problem, now)
             return "stalled"
@@ -302,9 +408,13 @@ class Reconciler:
         scaling = agent.spec.scaling
         if scaling is None:
             return manifests.static_replicas(agent.spec)
-        current = (deployment or {}).get("spec", {}).get("replicas")
+        # The autoscaler's last decision, not the Deployment's count (which someone may have
+        # changed); the running count only before the first decision.
+        current = agent.status.desired_replicas
+        if current is None:
+            current = (deployment or {}).get("spec", {}).get("replicas")
         if not isinstance(current, int):
-            current = agent.status.desired_replicas or scaling.min_replicas
+            current = scaling.min_replicas
         return max(scaling.min_replicas, min(scaling.max_replicas, current))
 
     def _prune(self, agent: resources.Agent, children: tuple[dict[str, Any], ...]) -> list[str]:
@@ -321,6 +431,8 @@ class Reconciler:
                 owners = meta.get("ownerReferences") or []
                 if not any(o.get("uid") == uid and o.get("controller") for o in owners):
                     continue
+                with self._guard:
+                    self._children[(kind, ns, meta["name"])] = PRUNED
                 if self.kube.delete(api_version, kind, ns, meta["name"], uid=meta["uid"]):
                     pruned.append(f"{kind} {meta['name']}")
         return pruned
@@ -358,6 +470,42 @@ class Reconciler:
         self.kube.patch_status(api.AGENT_KIND, meta.namespace, meta.name, patch)
         return True
 
+    # ------------------------------------------------------------------------------- drift
+
+    def remember_child(self, live: Body) -> Body:
+        """Note the version of a child the operator just wrote (its own change, not drift)."""
+        kind, meta = live.get("kind"), live.get("metadata") or {}
+        if isinstance(kind, str) and meta.get("name"):
+            with self._guard:
+                self._children[(kind, meta.get("namespace", ""), meta["name"])] = _version(live)
+        return live
+
+    def child_changed(self, kind: str, event: str | None, body: Body) -> str:
+        """React to a watch event of an owned child; returns what was done.
+
+        Someone else's change to a child (a version the operator did not write), or its
+        deletion, makes a full reconcile at once: the forced server-side apply puts back every
+        field the operator owns (``kubectl scale``, an edited or deleted ConfigMap). The
+        Deployment's own status changes only refresh the agent's rollout status. Events of the
+        initial listing are left to the resume reconcile of each agent.
+        """
+        meta = body.get("metadata") or {}
+        agent = (meta.get("labels") or {}).get(labels.AGENT_KEY)
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+        if not agent or not namespace:
+            return "ignored"
+        with self._guard:
+            known = self._children.get((kind, namespace, name))
+            if event == "DELETED":
+                self._children.pop((kind, namespace, name), None)
+        if decide_drift(event, known, _version(body)) == "reconcile":
+            self.reconcile_agent(namespace, agent)
+            return "reconciled"
+        if kind == "Deployment" and event != "DELETED":
+            self.refresh_rollout(namespace, agent, body)
+            return "refreshed"
+        return "ignored"
+
     def refresh_rollout(self, namespace: str, name: str, deployment: Body) -> None:
         """Follow the agent's Deployment: replica counts and Ready, without re-rendering."""
         with self.agent_lock(namespace, name):
@@ -383,6 +531,10 @@ class Reconciler:
         with self._guard:
             self._locks.pop((meta.namespace, meta.name), None)
         self._rendered.pop((meta.namespace, meta.name), None)
+        names = {labels.child_name(meta.name), labels.configmap_name(meta.name)}
+        with self._guard:
+            for key in [k for k in self._children if k[1] == meta.namespace and k[2] in names]:
+                del self._children[key]
         status = resources.agent_status_of(body)
         names = {p.name for p in status.applied_policies}
         names.update(targeting.Target.from_body(body).policy_refs)
@@ -409,6 +561,8 @@ class Reconciler:
     def policy_deleted(self, body: Body) -> None:
         """Re-render the agents the deleted policy applied to (they report it missing if named)."""
         meta = resources.Meta.from_body(body)
+        with self._guard:
+            self._policy_locks.pop((meta.namespace, meta.name), None)
         for agent in self._affected_agents(body):
             self.reconcile_agent(meta.namespace, agent)
 
@@ -431,6 +585,10 @@ class Reconciler:
         )
 
     def _write_policy_status(self, namespace: str, name: str) -> None:
+        with self.policy_lock(namespace, name):
+            self._write_policy_status_locked(namespace, name)
+
+    def _write_policy_status_locked(self, namespace: str, name: str) -> None:
         body = self.kube.get_policy(namespace, name)
         if body is None:
             return
@@ -467,6 +625,56 @@ def _policy_problem(body: Body) -> statuses.Problem | None:
     except errors.SpecError as e:
         return statuses.Problem(e.reason, e.message)
     return None
+
+
+def _names(wanted: tuple[references.Needed, ...]) -> list[str]:
+    return list(dict.fromkeys(item.ref.name for item in wanted))
+
+
+def api_problem(error: errors.KubeUnavailable | errors.KubeRejected) -> statuses.Problem:
+    """The condition reason and message for an API error met while reconciling."""
+    if isinstance(error, errors.KubeUnavailable):
+        return statuses.Problem(conditions.API_UNAVAILABLE, f"retrying: {error}", transient=True)
+    if error.status in (401, 403):
+        return statuses.Problem(
+            conditions.API_FORBIDDEN,
+            f"the API server refused the operator ({error.status}): {error.server_message}; "
+            "grant the permission (the chart's RBAC does) and the operator retries every minute",
+        )
+    return statuses.Problem(conditions.API_REJECTED, str(error))
+
+
+def decide_drift(event: str | None, known: str | None, seen: str) -> str:
+    """``reconcile`` when a child's watch event shows a change the operator did not make.
+
+    ``known`` is the version (generation, else resourceVersion) the operator last wrote, None
+    when it wrote none in this process, :data:`PRUNED` when the operator deleted the child
+    itself; ``event`` None is the initial listing.
+    """
+    if event is None:
+        return "skip"
+    if event == "DELETED":
+        return "skip" if known == PRUNED else "reconcile"
+    return "skip" if known == seen else "reconcile"
+
+
+def _version(body: Body) -> str:
+    """What changes when a child's spec does: its generation, else its resourceVersion (kinds
+    without a generation have no status either, so nothing else moves it)."""
+    meta = body.get("metadata") or {}
+    generation = meta.get("generation")
+    if isinstance(generation, int):
+        return f"g{generation}"
+    return f"rv{meta.get('resourceVersion', '')}"
+
+
+def _observed_generation(body: Body) -> int | None:
+    value = (body.get("status") or {}).get("observedGeneration")
+    return value if isinstance(value, int) else None
+
+
+def _deleting(body: Body) -> bool:
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _agent_ref(meta: resources.Meta) -> kube.ObjectRef:

@@ -79,6 +79,8 @@ class SecretEnv:
 
     name: str
     secret: api.SecretKeyRef
+    field: str = ""
+    """Where the reference comes from (``spec.redis.urlSecretRef``, ``--redis-secret``...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +118,13 @@ def render(
         doc = model.model_dump(by_alias=True, exclude={"api_key_secret_ref"}, exclude_unset=True)
         if model.api_key_secret_ref is not None:
             doc["apiKeyEnv"] = model_key_env(index)
-            env.append(SecretEnv(model_key_env(index), model.api_key_secret_ref))
         where = "spec.agent.model" if index == 0 else f"spec.agent.fallbackModels[{index - 1}]"
+        if model.api_key_secret_ref is not None:
+            env.append(
+                SecretEnv(
+                    model_key_env(index), model.api_key_secret_ref, f"{where}.apiKeySecretRef"
+                )
+            )
         models.append(_build(config.ModelConfig, doc, where))
 
     tools = []
@@ -127,7 +134,8 @@ def render(
         for h_index, header in enumerate(tool.headers_from):
             name = tool_header_env(t_index, h_index)
             headers_env[header.name] = name
-            env.append(SecretEnv(name, header.secret_key_ref))
+            field = f"spec.agent.tools[{t_index}].headersFrom[{h_index}].secretKeyRef"
+            env.append(SecretEnv(name, header.secret_key_ref, field))
         if headers_env:
             doc["headersFromEnv"] = headers_env
         tools.append(_build(config.ToolConfig, doc, f"spec.agent.tools[{t_index}]"))
@@ -135,7 +143,8 @@ def render(
     redis_ref = spec.redis.url_secret_ref or defaults.redis_secret
     redis: dict[str, Any] = {"keyPrefix": spec.redis.key_prefix}
     if redis_ref is not None:
-        env.append(SecretEnv(REDIS_URL_ENV, redis_ref))
+        field = "spec.redis.urlSecretRef" if spec.redis.url_secret_ref else "--redis-secret"
+        env.append(SecretEnv(REDIS_URL_ENV, redis_ref, field))
     elif defaults.redis_url:
         redis["url"] = defaults.redis_url
     else:
@@ -152,7 +161,12 @@ def render(
     postgres_ref = spec.audit.postgres_secret_ref or defaults.postgres_secret
     if spec.audit.enabled:
         if postgres_ref is not None:
-            env.append(SecretEnv(POSTGRES_DSN_ENV, postgres_ref))
+            field = (
+                "spec.audit.postgresSecretRef"
+                if spec.audit.postgres_secret_ref
+                else "--postgres-secret"
+            )
+            env.append(SecretEnv(POSTGRES_DSN_ENV, postgres_ref, field))
         elif defaults.postgres_dsn:
             audit["dsn"] = defaults.postgres_dsn
         else:

@@ -74,13 +74,14 @@ class Autoscaler:
         backlog: int | None = None
         problem: str | None = None
         try:
-            url = await asyncio.to_thread(self._redis_url, namespace, parsed)
+            url = await asyncio.to_thread(self.redis_url, namespace, parsed)
             backlog = await self._reader.read(url, cfg)
         except errors.BacklogUnavailable as e:
             problem = str(e)
         return await asyncio.to_thread(self._apply, namespace, name, backlog, problem, history)
 
-    def _redis_url(self, namespace: str, spec: api.AgentDeploymentSpec) -> str:
+    def redis_url(self, namespace: str, spec: api.AgentDeploymentSpec) -> str:
+        """The Redis URL of an agent: its Secret, else --redis-url, else the default Secret."""
         ref = spec.redis.url_secret_ref
         if ref is None and self._reconciler.settings.redis_url:
             return self._reconciler.settings.redis_url
@@ -135,7 +136,10 @@ class Autoscaler:
             if backlog is not None:
                 metrics.QUEUE_DEPTH.labels(namespace, name).set(backlog)
             if decision.changed:
-                rec.kube.scale_deployment(namespace, labels.child_name(name), decision.replicas)
+                live = rec.kube.scale_deployment(
+                    namespace, labels.child_name(name), decision.replicas
+                )
+                rec.remember_child(live)  # the operator's own change, not drift
             new = statuses.scaling_status(
                 agent.status, decision=decision, backlog=backlog, problem=problem, now=now
             )

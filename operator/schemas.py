@@ -105,6 +105,11 @@ class _Converter:
             return self.convert({**parts[0], **rest}, path=path, stack=stack)
         if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
             return self._optional(node, path=path, stack=stack)
+        if "patternProperties" in node:  # a map with constrained keys (pydantic's dict[K, V])
+            ((pattern, values),) = node["patternProperties"].items()
+            names = {**node.get("propertyNames", {}), "pattern": pattern}
+            rest = {k: v for k, v in node.items() if k != "patternProperties"}
+            node = {**rest, "additionalProperties": values, "propertyNames": names}
 
         out: dict[str, Any] = {}
         for key, value in node.items():
@@ -129,6 +134,9 @@ class _Converter:
                     out["x-kubernetes-list-type"] = "set"
             elif key == "anyOf":  # int-or-string: the only anyOf Kubernetes allows
                 out[key] = [dict(b) for b in value]
+            elif key == "propertyNames":  # no structural equivalent: a CEL rule on the keys
+                rules = out.setdefault("x-kubernetes-validations", [])
+                rules.append(_key_rule(value, where))
             elif key in _KEPT or key.startswith("x-kubernetes-"):
                 out[key] = value
             else:
@@ -223,6 +231,24 @@ class _Converter:
             out["x-kubernetes-preserve-unknown-fields"] = True
         # additionalProperties: false -> nothing: the API server prunes unknown fields, and
         # kubectl's strict field validation reports them by name.
+
+
+def _key_rule(names: Mapping[str, Any], where: str) -> dict[str, str]:
+    """``propertyNames`` (a pattern and a length) as a CEL rule over a map's keys."""
+    checks = []
+    if "maxLength" in names:
+        checks.append(f"size(k) <= {int(names['maxLength'])}")
+    if "pattern" in names:
+        if "'" in names["pattern"]:
+            raise errors.SchemaConversionError(f"{where}: a key pattern with a quote")
+        checks.append(f"k.matches(r'{names['pattern']}')")
+    if not checks or set(names) - {"type", "pattern", "maxLength", "minLength", "description"}:
+        raise errors.SchemaConversionError(f"{where}: propertyNames other than a pattern/length")
+    what = names.get("description") or f"match {names.get('pattern', 'the pattern')}"
+    return {
+        "rule": f"self.all(k, {' && '.join(checks)})",
+        "message": f"spec.{where}: keys must {what}",
+    }
 
 
 def _literal(value: str | float | bool) -> str:

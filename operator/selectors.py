@@ -8,14 +8,34 @@ with a CEL rule for the values each operator takes), and :func:`matches`, the pu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-__all__ = ["LabelSelector", "LabelSelectorRequirement", "matches"]
+__all__ = ["LabelKey", "LabelSelector", "LabelSelectorRequirement", "LabelValue", "matches"]
 
 MAX_VALUES: Final = 64
+LABEL_KEY_PATTERN: Final = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+"""A label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63
+characters (letters, digits, ``-``, ``_``, ``.``, alphanumeric at both ends)."""
+LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+"""A label value: empty, or letters, digits, ``-``, ``_``, ``.``, alphanumeric at both ends."""
+
+LabelKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=317,
+        pattern=LABEL_KEY_PATTERN,
+        description="be label keys: an optional DNS subdomain and '/', then a name of at most "
+        "63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+    ),
+]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 
 
 class _Model(BaseModel):
@@ -49,11 +69,11 @@ class LabelSelectorRequirement(_Model):
         }
     )
 
-    key: str = Field(min_length=1, max_length=316)
+    key: str = Field(min_length=1, max_length=317, pattern=LABEL_KEY_PATTERN)
     """Label key."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     """How the label's value is compared with ``values``."""
-    values: tuple[str, ...] = Field(default=(), max_length=MAX_VALUES)
+    values: tuple[LabelValue, ...] = Field(default=(), max_length=MAX_VALUES)
     """Values for ``In`` and ``NotIn``; empty for ``Exists`` and ``DoesNotExist``."""
 
     @model_validator(mode="after")
@@ -66,7 +86,7 @@ class LabelSelectorRequirement(_Model):
 class LabelSelector(_Model):
     """Selects AgentDeployments by label; ``{}`` selects every agent of the namespace."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_VALUES)
     """Labels an agent must have, with these values."""
     match_expressions: tuple[LabelSelectorRequirement, ...] = Field(
         default=(), max_length=MAX_VALUES

@@ -12,10 +12,13 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pilothouse.operator import api
+from pilothouse.runtime import config
 
 __all__ = [
     "DEFAULT_AUTOSCALE_INTERVAL",
     "DEFAULT_IMAGE",
+    "DEFAULT_PEERING_LIFETIME",
+    "DEFAULT_REDIS_CLEANUP_TIMEOUT",
     "DEFAULT_RESOURCES",
     "DEFAULT_RESYNC_INTERVAL",
     "DEFAULT_RUN_AS",
@@ -34,6 +37,10 @@ DEFAULT_RESOURCES: Final = api.ResourceRequirements(
 latency more than sharing a core), a memory limit (a leak restarts one pod, not the node)."""
 DEFAULT_AUTOSCALE_INTERVAL: Final = 5.0
 DEFAULT_RESYNC_INTERVAL: Final = 300.0
+DEFAULT_REDIS_CLEANUP_TIMEOUT: Final = 60.0
+"""Seconds a deleted agent waits for an unreachable Redis before its keys are left behind."""
+DEFAULT_PEERING_LIFETIME: Final = 10
+"""Seconds a peering record stays valid: a standby takes over within this after a crash."""
 
 
 class _Settings(BaseModel):
@@ -55,7 +62,7 @@ class RuntimeDefaults(_Settings):
     """Secret (in each agent's namespace) with the PostgreSQL DSN."""
     postgres_dsn: str | None = None
     """Plain DSN written into the config when no Secret is named (development only)."""
-    otlp_endpoint: str | None = None
+    otlp_endpoint: config.HttpUrl | None = None
     """OTLP/HTTP endpoint for traces."""
     resources: api.ResourceRequirements = DEFAULT_RESOURCES
     """Resources of the runtime container."""
@@ -88,6 +95,13 @@ class OperatorSettings(_Settings):
     """Seconds the API server keeps one watch request open (then Kopf re-watches)."""
     watch_client_timeout: float = Field(default=330, gt=0)
     """Seconds after which the operator gives up on a silent watch connection."""
+    redis_cleanup_timeout: float = Field(default=DEFAULT_REDIS_CLEANUP_TIMEOUT, ge=0)
+    """Seconds the deletion of an agent retries deleting its Redis keys while Redis is
+    unreachable; then the keys are left (a warning Event says which) and the deletion
+    completes."""
+    peering_lifetime: int = Field(default=DEFAULT_PEERING_LIFETIME, ge=2, le=3600)
+    """Seconds a replica's Kopf peering record stays valid without a keepalive (Kopf touches it
+    5-10 s before it expires): the longest a standby waits after the active replica died."""
     request_timeout: float = Field(default=30, gt=0)
     """Timeout of one API request made by the reconciler."""
     runtime: RuntimeDefaults = RuntimeDefaults()

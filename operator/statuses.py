@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -25,6 +25,7 @@ __all__ = [
     "AppliedPolicy",
     "Problem",
     "Rendered",
+    "acknowledged",
     "agent_status",
     "merge_patch",
     "policy_status",
@@ -69,7 +70,8 @@ class AgentDeploymentStatus(_Status):
     """What the operator observed and did; conditions are kstatus-compatible."""
 
     observed_generation: int | None = None
-    """The ``metadata.generation`` last reconciled."""
+    """The ``metadata.generation`` the operator has seen: written with ``Reconciling=True`` as
+    its first act on a new generation; 0 (the schema's default) until the operator acts."""
     replicas: int | None = None
     """Pods of the agent (``kubectl scale`` and the HPA read this)."""
     ready_replicas: int | None = None
@@ -96,13 +98,14 @@ class AgentPolicyStatus(_Status):
     """Where the policy is in force."""
 
     observed_generation: int | None = None
-    """The ``metadata.generation`` last reconciled."""
+    """The ``metadata.generation`` the operator has seen; 0 (the schema's default) until the
+    operator acts."""
     agents: tuple[str, ...] = ()
     """AgentDeployments this policy applies to (by ``policyRefs`` or ``targetSelector``)."""
     agent_count: int = 0
     """How many agents this policy applies to."""
     conditions: tuple[_Condition, ...] = Field(default=(), json_schema_extra=_LIST_MAP_BY_TYPE)
-    """Ready and Stalled."""
+    """Ready, Reconciling and Stalled."""
 
 
 # ----------------------------------------------------------------------- what reconcile saw
@@ -119,10 +122,15 @@ class Rendered:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Why the agent (policy) cannot be rendered: a reason constant and a message."""
+    """Why the agent (policy) cannot be rendered: a reason constant and a message.
+
+    ``transient`` problems (the API server unreachable for now) make the agent Reconciling,
+    not Stalled: the operator retries without anyone changing anything.
+    """
 
     reason: str
     message: str
+    transient: bool = False
 
 
 # ------------------------------------------------------------------------------ computation
@@ -192,11 +200,15 @@ def _rolled_out(
     now: datetime,
 ) -> AgentDeploymentStatus:
     conds = status.conditions
-    want = _int(deployment, "spec", "replicas")
+    has = _int(deployment, "spec", "replicas")
+    # What the spec asks for (spec.replicas, or the autoscaler's decision), not what the
+    # Deployment says: a Deployment scaled by someone else is not Ready, it is being put back.
+    want = has if status.desired_replicas is None else status.desired_replicas
     template_hash = _annotation(deployment)
     done = (
         deployment is not None
         and not _unobserved(deployment)
+        and has == want
         and template_hash == status.config_hash
         and (status.updated_replicas or 0) >= want
         and (status.replicas or 0) == want
@@ -216,6 +228,10 @@ def _rolled_out(
     else:
         if deployment is None:
             message = "waiting for the Deployment"
+        elif has != want:
+            message = (
+                f"the Deployment asks for {has} replicas, the agent for {want}: putting it back"
+            )
         elif template_hash != status.config_hash or (status.replicas or 0) > want:
             message = (
                 f"rolling out config {status.config_hash}: {status.updated_replicas} of {want} "
@@ -241,6 +257,17 @@ def agent_status(
 ) -> AgentDeploymentStatus:
     """The status after a full reconcile of generation ``generation``."""
     base = previous.model_copy(update={"selector": selector, "observed_generation": generation})
+    if isinstance(outcome, Problem) and outcome.transient:
+        conds = _set(
+            base.conditions,
+            conditions.RECONCILING,
+            "True",
+            outcome.reason,
+            outcome.message,
+            generation,
+            now,
+        )
+        return base.model_copy(update={"conditions": conds})
     if isinstance(outcome, Problem):
         conds = base.conditions
         msg = outcome.message
@@ -256,6 +283,37 @@ def agent_status(
         }
     )
     return _rolled_out(_observed_counts(base, deployment), deployment, generation, now)
+
+
+_S = TypeVar("_S", AgentDeploymentStatus, AgentPolicyStatus)
+
+
+def acknowledged(previous: _S, *, generation: int, now: datetime) -> _S:
+    """The status of a generation the operator has just seen and not yet reconciled.
+
+    The operator's first act on a new (or changed) resource, before it builds anything:
+    ``observedGeneration`` and ``Reconciling=True``, so kstatus, Flux and Argo CD read "in
+    progress" from the first moment, and keep reading it if the reconcile then fails. A new
+    resource also gets ``Ready=False``; one that already had a Ready condition keeps it (it
+    describes what still runs) until the reconcile decides. ``previous`` is returned unchanged
+    when this generation was already seen.
+    """
+    if previous.observed_generation == generation:
+        return previous
+    message = f"the operator is reconciling generation {generation}"
+    conds = _set(
+        previous.conditions,
+        conditions.RECONCILING,
+        "True",
+        conditions.RECONCILE_STARTED,
+        message,
+        generation,
+        now,
+    )
+    if conditions.find(conds, conditions.READY) is None:
+        reason = conditions.RECONCILE_STARTED
+        conds = _set(conds, conditions.READY, "False", reason, message, generation, now)
+    return previous.model_copy(update={"observed_generation": generation, "conditions": conds})
 
 
 def scaling_status(
@@ -330,11 +388,17 @@ def policy_status(
         conds = _set(
             conds, conditions.STALLED, "True", problem.reason, problem.message, generation, now
         )
+        conds = _set(
+            conds, conditions.RECONCILING, "False", problem.reason, problem.message, generation, now
+        )
     else:
         where = ", ".join(names) if names else "no agent yet"
         message = f"applies to {len(names)} agent(s): {where}"
         conds = _set(conds, conditions.READY, "True", conditions.ACCEPTED, message, generation, now)
         conds = _set(conds, conditions.STALLED, "False", conditions.ACCEPTED, "", generation, now)
+        conds = _set(
+            conds, conditions.RECONCILING, "False", conditions.ACCEPTED, "", generation, now
+        )
     return AgentPolicyStatus(
         observed_generation=generation, agents=names, agent_count=len(names), conditions=conds
     )

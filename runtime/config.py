@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -97,7 +97,14 @@ def _valid_regex(value: str) -> str:
 
 
 Regex = Annotated[str, AfterValidator(_valid_regex)]
-HttpUrl = Annotated[str, Field(pattern=r"^https?://"), AfterValidator(_no_credentials)]
+URL_PATTERN: Final = (
+    r"^https?://([^\s/?#@]*@)?"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*)"
+    r"(:[0-9]{1,5})?([/?#]\S*)?$"
+)
+"""An http(s) URL with a host name or [IPv6] address, an optional port, and no white space
+(checked by the API server too: ``https://exa mple.com/v1`` is refused naming the field)."""
+HttpUrl = Annotated[str, Field(pattern=URL_PATTERN), AfterValidator(_no_credentials)]
 EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
 
 
@@ -337,7 +344,7 @@ class AuditConfig(_Model):
 class TelemetryConfig(_Model):
     """Logs, metrics and traces. Standard ``OTEL_*`` variables override these."""
 
-    otlp_endpoint: str | None = None
+    otlp_endpoint: HttpUrl | None = None
     """OTLP/HTTP endpoint for traces; none disables export."""
     service_name: str | None = None
     """``service.name`` of spans; defaults to ``pilothouse-<agent>``."""

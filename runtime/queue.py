@@ -73,6 +73,25 @@ def key_base(cfg: config.RuntimeConfig) -> str:
     return f"{cfg.redis.key_prefix}:{cfg.namespace}:{cfg.agent}"
 
 
+def agent_key_patterns(key_prefix: str, namespace: str, agent: str) -> tuple[str, ...]:
+    """Redis ``SCAN MATCH`` patterns covering every key the runtime keeps for one agent.
+
+    The queue (``{prefix}:{namespace}:{agent}`` and below: the request stream, dead letters,
+    request states and results), the circuit breakers (``{prefix}:breaker:{namespace}/{agent}:``),
+    the sessions (``{prefix}:session:{{{namespace}/{agent}/``) and the policies' budgets and
+    rate limits (``{prefix}:{{{namespace}/{agent}}}:``). No pattern matches another agent's keys
+    (names are DNS labels, so they hold no glob characters). The operator deletes these when the
+    agent is deleted.
+    """
+    return (
+        f"{key_prefix}:{namespace}:{agent}",
+        f"{key_prefix}:{namespace}:{agent}:*",
+        f"{key_prefix}:breaker:{namespace}/{agent}:*",
+        f"{key_prefix}:session:{{{namespace}/{agent}/*",
+        f"{key_prefix}:{{{namespace}/{agent}}}:*",
+    )
+
+
 def stream_key(cfg: config.RuntimeConfig) -> str:
     """The agent's request stream, ``{keyPrefix}:{namespace}:{agent}:requests``."""
     return f"{key_base(cfg)}:requests"

@@ -8,7 +8,7 @@ import kopf
 import pytest
 from pydantic import ValidationError
 
-from pilothouse.operator import cli, labels, settings
+from pilothouse.operator import cli, handlers, labels, settings
 
 
 def _settings(*argv: str) -> settings.OperatorSettings:
@@ -86,5 +86,5 @@ def test_kopf_is_configured_to_never_freeze_and_to_keep_its_books_in_annotations
     assert isinstance(ks.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
     assert ks.posting.level == logging.WARNING
     assert ks.posting.reporting_instance == "op-1"
-    (selector,) = [ks.watching.label_selectors[key] for key in ks.watching.label_selectors]
-    assert selector == labels.managed_selector()
+    selectors = [ks.watching.label_selectors[key] for key in ks.watching.label_selectors]
+    assert selectors == [labels.managed_selector()] * len(handlers.CHILDREN)

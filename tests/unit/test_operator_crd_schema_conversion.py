@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
@@ -185,3 +185,24 @@ def test_the_input_schema_is_not_modified() -> None:
     schemas.to_structural(raw)
 
     assert repr(raw) == before
+
+
+def test_a_map_with_constrained_keys_becomes_a_cel_rule_over_its_keys() -> None:
+    Key = Annotated[str, Field(max_length=9, pattern="^[a-z]+$", description="be lowercase")]
+
+    class Labelled(_Base):
+        tags: dict[Key, Annotated[str, Field(max_length=3)]] = Field(default_factory=dict)
+        """Tags."""
+
+    out = schemas.to_structural(Labelled.model_json_schema())
+    tags = out["properties"]["tags"]
+
+    assert tags["additionalProperties"] == {"type": "string", "maxLength": 3}
+    assert tags["x-kubernetes-validations"] == [
+        {
+            "rule": "self.all(k, size(k) <= 9 && k.matches(r'^[a-z]+$'))",
+            "message": "spec.tags: keys must be lowercase",
+        }
+    ]
+    assert "patternProperties" not in tags
+    assert "propertyNames" not in tags

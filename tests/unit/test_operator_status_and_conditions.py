@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,11 +151,28 @@ def test_a_rollout_in_progress_is_reconciling_not_ready() -> None:
 
 
 def test_zero_replicas_is_ready_as_specified() -> None:
-    status = _after_reconcile(_deployment(want=0, ready=0, updated=0))
+    status = _after_reconcile(
+        _deployment(want=0, ready=0, updated=0),
+        outcome=dataclasses.replace(RENDERED, desired_replicas=0),
+    )
 
     ready = conditions.find(status.conditions, "Ready")
     assert ready is not None
     assert (ready.status, ready.reason) == ("True", "ScaledToZero")
+
+
+def test_a_deployment_scaled_by_someone_else_is_not_ready() -> None:
+    ready = _after_reconcile(_deployment(want=2, ready=2, updated=2))
+
+    scaled = statuses.rollout_status(
+        ready, deployment=_deployment(want=7, ready=7, updated=7), generation=None, now=T1
+    )
+
+    assert not conditions.is_true(scaled.conditions, "Ready")
+    reconciling = conditions.find(scaled.conditions, "Reconciling")
+    assert reconciling is not None
+    assert reconciling.status == "True"
+    assert "asks for 7 replicas, the agent for 2" in reconciling.message
 
 
 def test_a_problem_stalls_the_agent_and_keeps_what_runs() -> None:
@@ -201,7 +219,10 @@ def test_rollout_refresh_follows_the_deployment_without_a_new_generation() -> No
 
 
 def test_a_late_event_of_an_unobserved_deployment_does_not_undo_ready() -> None:
-    ready = _after_reconcile(_deployment(want=1, ready=1, updated=1))
+    ready = _after_reconcile(
+        _deployment(want=1, ready=1, updated=1),
+        outcome=dataclasses.replace(RENDERED, desired_replicas=1),
+    )
     created: dict[str, Any] = {  # the Deployment's creation event, before the controller looked
         "metadata": {"generation": 2},
         "spec": _deployment(want=1, ready=0, updated=0)["spec"],
@@ -319,6 +340,54 @@ def test_an_invalid_policy_is_stalled() -> None:
 
     assert conditions.is_true(status.conditions, "Stalled")
     assert not conditions.is_true(status.conditions, "Ready")
+    assert not conditions.is_true(status.conditions, "Reconciling")
+
+
+# ------------------------------------------------------------------------- acknowledgement
+
+
+def test_a_new_agent_is_acknowledged_as_reconciling_and_not_ready() -> None:
+    status = statuses.acknowledged(
+        statuses.AgentDeploymentStatus(observed_generation=0), generation=1, now=T0
+    )
+
+    assert status.observed_generation == 1
+    reconciling = conditions.find(status.conditions, "Reconciling")
+    ready = conditions.find(status.conditions, "Ready")
+    assert reconciling is not None
+    assert ready is not None
+    assert (reconciling.status, reconciling.reason) == ("True", "ReconcileStarted")
+    assert (ready.status, ready.reason) == ("False", "ReconcileStarted")
+    assert reconciling.observed_generation == 1
+    assert "generation 1" in reconciling.message
+
+
+def test_a_new_generation_is_reconciling_and_keeps_what_runs_ready() -> None:
+    done = _after_reconcile(_deployment(want=2, ready=2, updated=2))
+
+    status = statuses.acknowledged(done, generation=8, now=T1)
+
+    assert status.observed_generation == 8
+    assert conditions.is_true(status.conditions, "Reconciling")
+    ready = conditions.find(status.conditions, "Ready")
+    assert ready == conditions.find(done.conditions, "Ready")
+    assert status.config_hash == done.config_hash
+
+
+def test_an_observed_generation_is_not_acknowledged_again() -> None:
+    done = _after_reconcile(_deployment(want=2, ready=2, updated=2))
+
+    assert statuses.acknowledged(done, generation=7, now=T1) is done
+
+
+def test_a_policy_is_acknowledged_then_reconciled() -> None:
+    seen = statuses.acknowledged(statuses.AgentPolicyStatus(), generation=3, now=T0)
+    done = statuses.policy_status(seen, generation=3, agents=["a"], problem=None, now=T1)
+
+    assert seen.observed_generation == 3
+    assert conditions.is_true(seen.conditions, "Reconciling")
+    assert not conditions.is_true(done.conditions, "Reconciling")
+    assert conditions.is_true(done.conditions, "Ready")
 
 
 # ---------------------------------------------------------------------------- merge patch
@@ -342,3 +411,33 @@ def test_an_unchanged_status_needs_no_patch() -> None:
     again = _after_reconcile(_deployment(want=2, ready=2, updated=2), previous=status, now=T1)
 
     assert statuses.merge_patch(status.document(), again.document()) == {}
+
+
+# ---------------------------------------------------------------------------- API errors
+
+
+def test_api_errors_become_conditions_with_the_reason() -> None:
+    from pilothouse.operator import errors, reconciling
+
+    done = _after_reconcile(_deployment(want=2, ready=2, updated=2))
+    forbidden = reconciling.api_problem(
+        errors.KubeRejected(403, 'PATCH /x: serviceaccounts "a" is forbidden')
+    )
+    down = reconciling.api_problem(errors.KubeUnavailable("GET /x: connection refused"))
+    invalid = reconciling.api_problem(errors.KubeRejected(422, "PATCH /x: invalid"))
+
+    stalled = _after_reconcile(None, previous=done, outcome=forbidden, now=T1)
+    retrying = _after_reconcile(None, previous=done, outcome=down, now=T1)
+
+    assert (forbidden.reason, forbidden.transient) == ("ApiForbidden", False)
+    assert "serviceaccounts" in forbidden.message
+    assert (invalid.reason, invalid.transient) == ("ApiRejected", False)
+    assert (down.reason, down.transient) == ("ApiUnavailable", True)
+    assert conditions.is_true(stalled.conditions, "Stalled")
+    assert not conditions.is_true(stalled.conditions, "Ready")
+    reconciling_cond = conditions.find(retrying.conditions, "Reconciling")
+    assert reconciling_cond is not None
+    assert (reconciling_cond.status, reconciling_cond.reason) == ("True", "ApiUnavailable")
+    assert conditions.find(retrying.conditions, "Ready") == conditions.find(
+        done.conditions, "Ready"
+    )

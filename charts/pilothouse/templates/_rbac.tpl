@@ -14,27 +14,33 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
 - apiGroups: ["pilothouse.dev"]
   resources: ["agentdeployments/status", "agentpolicies/status"]
   verbs: ["patch"]
-# Each agent's runtime config (server-side apply: create and patch), and the ConfigMaps of
-# systemPromptFrom (get).
+# Each agent's runtime config (server-side apply: create and patch; watched, list and watch, so
+# an edit or a deletion is put back at once), and the ConfigMaps of systemPromptFrom (get).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "patch"]
-# Each agent's Service and ServiceAccount (server-side apply).
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Each agent's Service (server-side apply; watched for drift).
 - apiGroups: [""]
-  resources: ["services", "serviceaccounts"]
-  verbs: ["create", "patch"]
-# Each agent's Deployment: applied, followed (list, watch) for its rollout, read and patched by
-# the autoscaler (spec.replicas).
+  resources: ["services"]
+  verbs: ["list", "watch", "create", "patch"]
+# Each agent's ServiceAccount (server-side apply; watched for drift); with
+# podTemplate.serviceAccountName the pods use another one, and the operator deletes its own.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# Each agent's Deployment: applied, watched (list, watch) for its rollout and for drift, read and
+# patched by the autoscaler (spec.replicas).
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
 # An agent's PodDisruptionBudget exists only with two or more replicas: below, the operator
-# finds (list) and deletes it.
+# finds (list) and deletes it; watched for drift.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "create", "patch", "delete"]
-# The autoscaler reads the Redis URL of an agent with spec.scaling from its Secret (or the
-# runtime.redis Secret). Nothing else reads Secrets: pods get them as references.
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# The reconciler checks that every Secret an agent's pods reference exists (metadata only, no
+# value); the autoscaler reads the Redis URL of an agent with spec.scaling from its Secret (or
+# the runtime.redis Secret). Pods get Secrets as references.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
