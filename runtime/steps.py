@@ -69,6 +69,12 @@ class Run:
         self.step = 0
         self.messages: list[dict[str, Any]] = []
         self.turn_start = 0
+        self.history_start = 0
+        """Where the session history begins in :attr:`messages` (it ends at ``turn_start``)."""
+        self.history_rewritten = False
+        """The history was trimmed or dropped: the session is saved anew, not appended to."""
+        self.recoveries: set[str] = set()
+        """Recoveries already tried in this request (each at most once)."""
         self.started = False
         self.context: dict[str, Any] = {}
         self.actions: list[requests.ActionTaken] = []
@@ -102,6 +108,7 @@ class Run:
                     "content": "Session context (JSON): " + orjson.dumps(context).decode(),
                 }
             )
+        self.history_start = len(self.messages)
         self.messages.extend(history)
         self.turn_start = len(self.messages)
         self.messages.append({"role": "user", "content": self.request.input})
@@ -130,6 +137,17 @@ class Run:
         if not (last and last.get("role") == "assistant" and last.get("content") == answer):
             turn.append({"role": "assistant", "content": answer})
         return turn
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The session history sent with this request."""
+        return self.messages[self.history_start : self.turn_start]
+
+    def replace_history(self, history: Sequence[dict[str, Any]]) -> None:
+        """Send ``history`` instead of the session's (trimmed, or dropped when empty)."""
+        self.messages[self.history_start : self.turn_start] = list(history)
+        self.turn_start = self.history_start + len(history)
+        self.history_rewritten = True
 
     def note_fallback(self, reason: str) -> None:
         self.fallback_used = True

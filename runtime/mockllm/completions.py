@@ -27,6 +27,7 @@ __all__ = [
     "Reply",
     "ToolCall",
     "parse_chat_request",
+    "strict_problem",
 ]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -312,6 +313,41 @@ def _optional_number(body: Mapping[str, Any], key: str, low: float, high: float)
             "invalid_value",
         )
     return float(value)
+
+
+def strict_problem(body: bytes) -> str | None:
+    """What a strict server refuses in a request that :func:`parse_chat_request` accepted, in
+    the words such servers use (so clients can tell the request's fault from the server's),
+    or None. See ``FaultConfig.strict``."""
+    data = orjson.loads(body)
+    open_calls: list[str] = []
+    for i, raw in enumerate(data["messages"]):
+        role = raw["role"]
+        if "content" not in raw:
+            return f"messages[{i}] ({role}): missing field `content`"
+        content = raw["content"]
+        if content is None:
+            return (
+                f"[json.exception.type_error.302] messages[{i}] ({role}): "
+                "type must be string, but is null"
+            )
+        if role == "tool":
+            call_id = raw.get("tool_call_id")
+            if call_id not in open_calls:
+                return (
+                    f"messages[{i}]: invalid value for tool_call_id {call_id!r}: it answers no "
+                    "earlier unanswered tool call"
+                )
+            open_calls.remove(call_id)
+            continue
+        if open_calls:
+            return (
+                f"messages[{i}]: invalid value for role {role!r}: tool call(s) "
+                f"{', '.join(open_calls)} must be answered by tool messages first"
+            )
+        if role == "assistant":
+            open_calls = [c["id"] for c in raw.get("tool_calls") or ()]
+    return None
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:
