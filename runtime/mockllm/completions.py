@@ -12,6 +12,7 @@ OpenAI-compatible servers commonly do; the known ones are type-checked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -32,6 +33,8 @@ __all__ = [
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: Final[frozenset[str]] = frozenset({"system", "developer", "user", "assistant", "tool"})
+_NAME: Final = re.compile(r"^[a-zA-Z0-9_-]+$")
+"""What a strict server (OpenAI itself) accepts as a message's ``name``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +333,12 @@ def strict_problem(body: bytes) -> str | None:
             return (
                 f"[json.exception.type_error.302] messages[{i}] ({role}): "
                 "type must be string, but is null"
+            )
+        name = raw.get("name")
+        if name is not None and not _NAME.fullmatch(str(name)):
+            return (
+                f"Invalid value for 'messages[{i}].name': string does not match pattern "
+                f"'{_NAME.pattern}'"
             )
         if role == "tool":
             call_id = raw.get("tool_call_id")

@@ -81,8 +81,9 @@ class FaultConfig(pydantic.BaseModel):
     strict: bool = False
     """Validate requests the way strict servers do (llama.cpp's ``llama-server``, several
     gateways): every message's ``content`` is a string (``null`` or missing is refused, even
-    beside ``tool_calls``), each tool result answers an earlier, unanswered tool call, and every
-    tool call is answered before the conversation goes on. Refusals use ``strict_status``.
+    beside ``tool_calls``), each tool result answers an earlier, unanswered tool call, every
+    tool call is answered before the conversation goes on, and a message's ``name`` matches
+    ``^[a-zA-Z0-9_-]+$`` (as OpenAI requires). Refusals use ``strict_status``.
     Applies to every model, whatever ``models`` says."""
     strict_status: int = pydantic.Field(default=500, ge=400, le=599)
     """Status of strict-mode refusals: llama.cpp answers 500, vLLM 400."""
