@@ -123,6 +123,11 @@ class ModelChain:
         self._clock = clock
         self._sleep = sleep
 
+    @property
+    def client(self) -> llm.LLMClient:
+        """The LLM client the chain calls through."""
+        return self._client
+
     async def complete(
         self,
         messages: Sequence[Mapping[str, Any]],
