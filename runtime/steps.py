@@ -118,6 +118,15 @@ class Run:
     def restore(self, snapshot: pending.Snapshot) -> None:
         self.messages = [dict(m) for m in snapshot.messages]
         self.turn_start = snapshot.turn_start
+        # The history follows the system messages (prompt, session context).
+        self.history_start = next(
+            (
+                i
+                for i, m in enumerate(self.messages[: self.turn_start])
+                if m.get("role") != "system"
+            ),
+            self.turn_start,
+        )
         self.context = dict(snapshot.context)
         self.llm_steps = snapshot.llm_steps
         self.tool_calls = snapshot.tool_calls
