@@ -1,8 +1,8 @@
 """Chat messages in the one shape every common OpenAI-compatible server accepts.
 
 Why: OpenAI accepts ``{"role": "assistant", "content": null, "tool_calls": [...]}``, but other
-servers (llama.cpp's ``llama-server``, several gateways) validate ``content`` as a string and
-answer an error (llama.cpp: HTTP 500 ``type must be string, but is null``); omitting the key
+servers (older llama.cpp releases, several gateways) validate ``content`` as a string and
+answer an error (HTTP 500 ``type must be string, but is null``); omitting the key
 fails there too, an empty string works everywhere. So every message the runtime sends, and
 every message it keeps in a session, goes through :func:`normalise_message`:
 

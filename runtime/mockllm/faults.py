@@ -79,14 +79,14 @@ class FaultConfig(pydantic.BaseModel):
     models: tuple[str, ...] = ()
     """Only requests for these models are affected; empty means every model."""
     strict: bool = False
-    """Validate requests the way strict servers do (llama.cpp's ``llama-server``, several
+    """Validate requests the way strict servers do (older llama.cpp releases, several
     gateways): every message's ``content`` is a string (``null`` or missing is refused, even
     beside ``tool_calls``), each tool result answers an earlier, unanswered tool call, every
     tool call is answered before the conversation goes on, and a message's ``name`` matches
     ``^[a-zA-Z0-9_-]+$`` (as OpenAI requires). Refusals use ``strict_status``.
     Applies to every model, whatever ``models`` says."""
     strict_status: int = pydantic.Field(default=500, ge=400, le=599)
-    """Status of strict-mode refusals: llama.cpp answers 500, vLLM 400."""
+    """Status of strict-mode refusals: older llama.cpp releases answer 500, vLLM 400."""
     context_window: int | None = pydantic.Field(default=None, ge=1)
     """Prompt tokens a request may use; beyond, a 400 ``context_length_exceeded`` with
     OpenAI's message (the limit and the tokens requested). Applies to every model."""

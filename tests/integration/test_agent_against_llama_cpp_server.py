@@ -108,7 +108,7 @@ async def test_a_tool_conversation_across_two_turns_of_a_session(
         llama,
         unique_name,
         tools=standard_tools(tool_server.url),
-        tool_choice="weather_api",
+        tool_choice="required",
         max_steps=3,
         failure_threshold=1,
     )
@@ -129,7 +129,8 @@ async def test_a_tool_conversation_across_two_turns_of_a_session(
         # (assistant turn with tool calls, tool result) is one llama.cpp reads.
         assert calls, outcome.decisions
         assert all(d.outcome == "ok" for d in calls), [d.error for d in calls]
-        # toolChoice named weather_api: the first call of each request is that tool's call.
+        # toolChoice required: the first call of each request is a tool call (llama.cpp reads a
+        # named tool_choice object as "auto", so "required" is what forces a call there).
         assert outcome.result.actions, outcome.decisions
         assert outcome.result.actions[0].tool == "weather_api"
         assert outcome.result.status in (
