@@ -208,7 +208,7 @@ class Agent:
                 tools=self.toolbox.definitions,
                 deadline=run.deadline,
                 tool_choice=self.cfg.tool_choice,
-                first_call=run.llm_steps == 0,
+                first_call=not run.model_answered,
             )
             run.llm_steps += 1
             run.record_attempts(outcome)
@@ -232,16 +232,22 @@ class Agent:
 
     def _recover(self, run: steps.Run, outcome: fallback.ChainOutcome) -> bool:
         """After the request's own body was refused, change what is sent and ask once more:
-        trim the oldest history on a context overflow, drop a history the provider cannot read
-        on a validation error. Each at most once per request; False when there is nothing to
+        trim the oldest history on a context overflow (then, if what was kept still does not
+        fit, all of it), drop a history the provider cannot read on a validation error. Each
+        at most once per request; False when there is nothing to
         change (then :meth:`_no_answer` ends the request)."""
         error = _primary_error(outcome)
         history = run.history
         if isinstance(error, errors.LLMContextOverflow):
-            if "trim" in run.recoveries or not history:
+            if not history or "trim_all" in run.recoveries:
                 return False
-            run.recoveries.add("trim")
-            kept = conversations.trim_history(history, self._tokens_to_drop(run, error))
+            if "trim" in run.recoveries:  # what was kept still does not fit: leave it all out
+                run.recoveries.add("trim_all")
+                drop = None
+            else:
+                run.recoveries.add("trim")
+                drop = self._tokens_to_drop(run, error)
+            kept = conversations.trim_history(history, drop)
             run.replace_history(kept)
             run.record(
                 "history_trim",

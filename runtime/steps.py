@@ -148,6 +148,11 @@ class Run:
         return turn
 
     @property
+    def model_answered(self) -> bool:
+        """Whether a model has answered in this request yet (its turn is in the messages)."""
+        return any(m.get("role") == "assistant" for m in self.messages[self.turn_start :])
+
+    @property
     def history(self) -> list[dict[str, Any]]:
         """The session history sent with this request."""
         return self.messages[self.history_start : self.turn_start]

@@ -54,6 +54,7 @@ class StatsSnapshot(TypedDict):
     by_outcome: dict[str, int]
     by_status: dict[str, int]
     by_rule: dict[str, int]
+    by_tool_choice: dict[str, int]
 
 
 class AdminClient:

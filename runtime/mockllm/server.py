@@ -185,6 +185,8 @@ class _Handlers:
         if refused is not None:
             return refused
         state.stats.model(chat.model)
+        if chat.tools:
+            state.stats.tool_choice(chat.tool_choice)
         decision = faults.decide(state.faults, chat.model, state.rng)
         state.stats.outcome(decision.outcome)
         if decision.outcome == "hang":

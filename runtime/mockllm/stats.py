@@ -31,7 +31,16 @@ OUTCOMES = (
 class Stats:
     """Counters since the start or the last reset."""
 
-    __slots__ = ("by_model", "by_outcome", "by_path", "by_rule", "by_status", "in_flight", "total")
+    __slots__ = (
+        "by_model",
+        "by_outcome",
+        "by_path",
+        "by_rule",
+        "by_status",
+        "by_tool_choice",
+        "in_flight",
+        "total",
+    )
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -44,6 +53,7 @@ class Stats:
         self.by_outcome: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
         self.by_rule: Counter[str] = Counter()
+        self.by_tool_choice: Counter[str] = Counter()
 
     def received(self, path: str) -> None:
         """A request arrived at ``path``."""
@@ -61,6 +71,11 @@ class Stats:
     def status(self, code: int) -> None:
         """The status the server answered with (hung requests have none)."""
         self.by_status[code] += 1
+
+    def tool_choice(self, choice: str | None) -> None:
+        """The ``tool_choice`` of a valid completion request that offered tools (``unset``
+        when it sent none; a named function counts under its name)."""
+        self.by_tool_choice[choice or "unset"] += 1
 
     def rule(self, name: str) -> None:
         """Which scenario rule produced an answer."""
@@ -80,4 +95,5 @@ class Stats:
             "by_outcome": {k: self.by_outcome[k] for k in OUTCOMES if self.by_outcome[k]},
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "by_rule": dict(self.by_rule),
+            "by_tool_choice": dict(self.by_tool_choice),
         }

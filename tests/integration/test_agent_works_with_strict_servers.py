@@ -306,3 +306,42 @@ async def test_the_api_key_can_travel_in_the_azure_api_key_header(
     assert outcomes[1].result.status is requests.ResultStatus.FALLBACK
     assert outcomes[1].result.fallback_reason == "rejected"
     assert stats["by_status"] == {"200": 1, "401": 1}
+
+
+async def test_a_forced_tool_choice_holds_for_the_first_call_then_auto(
+    strict_llm: MockLLMProcess,
+    tool_server: ToolServer,
+    redis_client: aioredis.Redis,
+    unique_name: str,
+) -> None:
+    cfg = agent_config(
+        unique_name,
+        strict_llm.url,
+        tools=standard_tools(tool_server.url),
+        tool_choice="weather_api",
+    )
+    async with agent.build_agent(cfg, redis=redis_client) as a:
+        outcome = await a.handle(requests.AgentRequest(input="What's the weather in Tokyo?"))
+
+    assert outcome.result.status is requests.ResultStatus.COMPLETED
+    assert [a.tool for a in outcome.result.actions] == ["weather_api"]
+    # Sent as {"type": "function", "function": {"name": "weather_api"}}, which the mock
+    # validated against the tools offered; then "auto" so the model could answer in words.
+    assert strict_llm.admin.stats()["by_tool_choice"] == {"weather_api": 1, "auto": 1}
+
+
+async def test_a_models_tool_choice_overrides_the_agents(
+    strict_llm: MockLLMProcess,
+    tool_server: ToolServer,
+    redis_client: aioredis.Redis,
+    unique_name: str,
+) -> None:
+    base = agent_config(
+        unique_name, strict_llm.url, tools=standard_tools(tool_server.url), tool_choice="required"
+    )
+    cfg = base.model_copy(update={"model": base.model.model_copy(update={"tool_choice": "none"})})
+    async with agent.build_agent(cfg, redis=redis_client) as a:
+        outcome = await a.handle(requests.AgentRequest(input="What's the weather in Tokyo?"))
+
+    assert outcome.result.actions == ()
+    assert strict_llm.admin.stats()["by_tool_choice"] == {"none": 1}

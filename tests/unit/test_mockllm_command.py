@@ -65,6 +65,7 @@ def test_stats_count_and_reset_but_keep_requests_in_flight() -> None:
         "by_outcome": {"error": 1},
         "by_status": {"503": 1},
         "by_rule": {"echo": 1},
+        "by_tool_choice": {},
     }
     s.reset()
     assert s.snapshot()["total"] == 0
