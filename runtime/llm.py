@@ -264,11 +264,19 @@ def classify_error_text(status: int, text: str) -> str | None:
 
 
 def classify_status(
-    response: httpx.Response, model: config.ModelConfig, now: float
+    response: httpx.Response,
+    model: config.ModelConfig,
+    now: float,
+    *,
+    secrets: Sequence[str] = (),
 ) -> errors.LLMError:
-    """The error for an HTTP error answer (``now``: wall time, for a date ``Retry-After``)."""
+    """The error for an HTTP error answer (``now``: wall time, for a date ``Retry-After``).
+    ``secrets`` (the key and secret headers sent) are masked if the server echoes them."""
     status = response.status_code
     text = response.text
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
     excerpt = text[:ERROR_TEXT_CHARS].strip()
     message = f"{model.key}: HTTP {status}" + (f": {excerpt}" if excerpt else "")
     blamed = classify_error_text(status, text)
@@ -350,6 +358,10 @@ class LLMClient:
             headers[header] = f"Bearer {key}" if header == "authorization" else key
         return headers
 
+    def _secret_values(self, model: config.ModelConfig) -> list[str]:
+        names = [model.api_key_env, *model.headers_from_env.values()]
+        return [self._environ.get(n) or "" for n in names if n]
+
     @staticmethod
     def _params(model: config.ModelConfig) -> dict[str, str]:
         return {"api-version": model.api_version} if model.api_version else {}
@@ -371,7 +383,9 @@ class LLMClient:
                 f"{model.key}: GET /models: {type(e).__name__}: {e}", model=model.key
             ) from e
         if response.status_code >= 400:
-            raise classify_status(response, model, self._clock.time())
+            raise classify_status(
+                response, model, self._clock.time(), secrets=self._secret_values(model)
+            )
         try:
             doc = orjson.loads(response.content)
         except orjson.JSONDecodeError as e:
@@ -466,5 +480,7 @@ class LLMClient:
                 f"{model.key}: {type(e).__name__}: {e}".rstrip(": "), model=model.key
             ) from e
         if response.status_code >= 400:
-            raise classify_status(response, model, self._clock.time())
+            raise classify_status(
+                response, model, self._clock.time(), secrets=self._secret_values(model)
+            )
         return parse_completion(response.content, model, self._clock.monotonic() - started)

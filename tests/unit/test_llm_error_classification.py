@@ -285,3 +285,12 @@ def test_tool_choice_is_sent_as_the_openai_api_defines_it() -> None:
         "type": "function",
         "function": {"name": "weather_api"},
     }
+
+
+def test_a_key_the_server_echoes_is_masked() -> None:
+    response = httpx.Response(401, text='{"error": {"message": "Incorrect API key: sk-secret-1"}}')
+
+    error = llm.classify_status(response, MODEL, NOW, secrets=["sk-secret-1"])
+
+    assert "sk-secret-1" not in str(error)
+    assert "Incorrect API key: ***" in str(error)
