@@ -10,6 +10,7 @@ SRC         := runtime operator tests e2e bench charts pilothouse_pytest.py
 PYTEST_ARGS ?=
 
 include e2e/cluster/cluster.mk
+include tests/llm_server/llm_server.mk
 include charts/chart.mk
 include e2e/demo.mk
 
@@ -44,7 +45,7 @@ typecheck: setup ## mypy --strict on the packages
 test-unit: setup
 	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: setup promtool
+test-integration: setup promtool llm-server
 	$(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
 
 test-e2e: setup cluster-binaries promtool

@@ -160,6 +160,15 @@ class PolicyRef(_Model):
 # ---------------------------------------------------------------------------- model and tools
 
 
+class HeaderFromSecret(_Model):
+    """A request header whose value is a Secret's key (an API token, say)."""
+
+    name: str = Field(pattern=HEADER_NAME_PATTERN, max_length=256)
+    """Header name, e.g. ``Authorization``."""
+    secret_key_ref: SecretKeyRef
+    """Secret key holding the header's value."""
+
+
 class ModelSpec(_Model):
     """An OpenAI-compatible Chat Completions endpoint and the model to ask there."""
 
@@ -177,6 +186,24 @@ class ModelSpec(_Model):
     """``max_tokens`` sent with each call; none leaves it to the provider."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     """Sampling temperature; none leaves it to the provider."""
+    tool_choice: config.ToolChoice | None = None
+    """Overrides ``spec.agent.toolChoice`` for this model (some models call tools only when
+    asked to)."""
+    context_window_tokens: int | None = Field(default=None, gt=0)
+    """The model's context size, used to trim session history when the server reports a
+    context overflow without saying its limit."""
+    api_key_header: config.HeaderName = "Authorization"
+    """Header carrying the API key: ``Authorization`` sends ``Bearer <key>``; any other name
+    (``api-key`` for Azure OpenAI) sends the key as is."""
+    api_version: str | None = Field(default=None, min_length=1, max_length=64)
+    """Sent as the ``api-version`` query parameter (Azure OpenAI)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Static, non-secret request headers (e.g. a gateway's routing header)."""
+    headers_from: tuple[HeaderFromSecret, ...] = Field(default=(), max_length=MAX_LIST)
+    """Request headers whose values come from Secrets (a gateway's token, say)."""
+    ca_bundle_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    """PEM file, inside the pod, of the certificate authorities to trust for this endpoint (an
+    internal gateway's CA, e.g. baked into the image); none uses the system's trust store."""
 
 
 class SystemPromptSource(_Model):
@@ -185,15 +212,6 @@ class SystemPromptSource(_Model):
     config_map_key_ref: ConfigMapKeyRef
     """The ConfigMap key holding the prompt; the operator copies it into the runtime config, so
     a change rolls the pods at the next reconcile (an edit of the agent or the periodic resync)."""
-
-
-class HeaderFromSecret(_Model):
-    """A request header whose value is a Secret's key (an API token, say)."""
-
-    name: str = Field(pattern=HEADER_NAME_PATTERN, max_length=256)
-    """Header name, e.g. ``Authorization``."""
-    secret_key_ref: SecretKeyRef
-    """Secret key holding the header's value."""
 
 
 class ToolSpec(_Model):
@@ -251,6 +269,10 @@ class AgentSpec(_Model):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     """Tools the model may call; names are unique."""
+    tool_choice: config.ToolChoice | None = None
+    """``tool_choice`` of the first model call of each request: ``auto``, ``none``,
+    ``required`` or a tool's name (forced). Later calls of a request send ``auto`` after a
+    forced choice. None leaves it to the provider. Each model's ``toolChoice`` overrides it."""
     max_steps: int = Field(default=8, ge=1, le=100)
     """LLM round trips per request."""
     max_request_tokens: int | None = Field(default=None, ge=1)

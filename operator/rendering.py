@@ -12,6 +12,7 @@ Environment variables (fixed names, so a config is readable on its own):
 =============================================  ==============================================
 ``PILOTHOUSE_MODEL_<n>_API_KEY``               API key of model n (0 the primary, then the
                                                fallbacks in order)
+``PILOTHOUSE_MODEL_<n>_HEADER_<h>``            header h of model n (``headersFrom``)
 ``PILOTHOUSE_TOOL_<t>_HEADER_<h>``             header h of tool t (indexes in spec order)
 ``PILOTHOUSE_REDIS_URL``                       Redis URL
 ``PILOTHOUSE_POSTGRES_DSN``                    PostgreSQL DSN of the audit trail
@@ -41,6 +42,7 @@ __all__ = [
     "SERVER_PORT",
     "RenderedConfig",
     "SecretEnv",
+    "model_header_env",
     "model_key_env",
     "render",
     "resolve_policy",
@@ -66,6 +68,11 @@ M = TypeVar("M", bound=BaseModel)
 def model_key_env(index: int) -> str:
     """Variable holding the API key of model ``index`` (0: primary, 1..: fallbacks)."""
     return f"PILOTHOUSE_MODEL_{index}_API_KEY"
+
+
+def model_header_env(model: int, header: int) -> str:
+    """Variable holding the value of header ``header`` of model ``model``."""
+    return f"PILOTHOUSE_MODEL_{model}_HEADER_{header}"
 
 
 def tool_header_env(tool: int, header: int) -> str:
@@ -115,7 +122,9 @@ def render(
 
     models = []
     for index, model in enumerate((spec.agent.model, *spec.agent.fallback_models)):
-        doc = model.model_dump(by_alias=True, exclude={"api_key_secret_ref"}, exclude_unset=True)
+        doc = model.model_dump(
+            by_alias=True, exclude={"api_key_secret_ref", "headers_from"}, exclude_unset=True
+        )
         if model.api_key_secret_ref is not None:
             doc["apiKeyEnv"] = model_key_env(index)
         where = "spec.agent.model" if index == 0 else f"spec.agent.fallbackModels[{index - 1}]"
@@ -125,6 +134,14 @@ def render(
                     model_key_env(index), model.api_key_secret_ref, f"{where}.apiKeySecretRef"
                 )
             )
+        model_headers_env = {}
+        for h_index, header in enumerate(model.headers_from):
+            name = model_header_env(index, h_index)
+            model_headers_env[header.name] = name
+            field = f"{where}.headersFrom[{h_index}].secretKeyRef"
+            env.append(SecretEnv(name, header.secret_key_ref, field))
+        if model_headers_env:
+            doc["headersFromEnv"] = model_headers_env
         models.append(_build(config.ModelConfig, doc, where))
 
     tools = []
@@ -201,6 +218,7 @@ def render(
         "escalationResponse": spec.agent.escalation_response,
         "incompleteResponse": spec.agent.incomplete_response,
         "tools": tools,
+        "toolChoice": spec.agent.tool_choice,
         "maxSteps": spec.agent.max_steps,
         "maxRequestTokens": spec.agent.max_request_tokens,
         "reliability": spec.reliability,

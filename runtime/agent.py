@@ -41,6 +41,7 @@ from opentelemetry import trace
 from pilothouse.runtime import (
     breaker,
     config,
+    conversations,
     errors,
     fallback,
     hooks,
@@ -191,7 +192,16 @@ class Agent:
             except errors.DependencyUnavailable as e:
                 log.warning("request %s: %s; answering without history", request.request_id, e)
                 run.record("session_load", outcome="error", error=str(e))
-        run.start(self.cfg.system_prompt, history, context)
+        repair = conversations.repair_history(history)
+        run.start(self.cfg.system_prompt, repair.messages, context)
+        if repair.needed:
+            # Stored by an older runtime, or cut by a trim: sent and kept in the valid form.
+            run.history_rewritten = True
+            run.record(
+                "session_repair",
+                params={"changed": repair.changed, "dropped": repair.dropped},
+                result=repair.describe(),
+            )
 
     # ------------------------------------------------------------------------------ loop
 
@@ -212,14 +222,20 @@ class Agent:
             if stopped is not None:
                 return stopped
             outcome = await self.chain.complete(
-                run.messages, tools=self.toolbox.definitions, deadline=run.deadline
+                run.messages,
+                tools=self.toolbox.definitions,
+                deadline=run.deadline,
+                tool_choice=self.cfg.tool_choice,
+                first_call=not run.model_answered,
             )
             run.llm_steps += 1
             run.record_attempts(outcome)
             await self._settle(run, action, outcome.cost_usd)
             completion = outcome.completion
             if completion is None or outcome.model is None:
-                return await self._answer_by_rules(run, outcome.fallback_reason or "llm_error")
+                if self._recover(run, outcome):
+                    continue
+                return await self._no_answer(run, outcome)
             if outcome.model is not self.cfg.model:
                 run.note_fallback(outcome.fallback_reason or "llm_error")
             run.model = completion.model
@@ -229,6 +245,82 @@ class Agent:
             stopped = await self._run_tools(run, list(completion.tool_calls), approved=None)
             if stopped is not None:
                 return stopped
+
+    # ------------------------------------------------------------------------------ recovery
+
+    def _recover(self, run: steps.Run, outcome: fallback.ChainOutcome) -> bool:
+        """After the request's own body was refused, change what is sent and ask once more:
+        trim the oldest history on a context overflow (then, if what was kept still does not
+        fit, all of it), drop a history the provider cannot read on a validation error. Each
+        at most once per request; False when there is nothing to
+        change (then :meth:`_no_answer` ends the request)."""
+        error = _primary_error(outcome)
+        history = run.history
+        if isinstance(error, errors.LLMContextOverflow):
+            if not history or "trim_all" in run.recoveries:
+                return False
+            if "trim" in run.recoveries:  # what was kept still does not fit: leave it all out
+                run.recoveries.add("trim_all")
+                drop = None
+            else:
+                run.recoveries.add("trim")
+                drop = self._tokens_to_drop(run, error)
+            kept = conversations.trim_history(history, drop)
+            run.replace_history(kept)
+            run.record(
+                "history_trim",
+                params={"dropped_messages": len(history) - len(kept), "kept": len(kept)},
+                error=str(error),
+                result=f"{len(history) - len(kept)} oldest message(s) of the session left out",
+            )
+            return True
+        if isinstance(error, errors.LLMRequestInvalid):
+            if "drop" in run.recoveries or not history:
+                return False
+            run.recoveries.add("drop")
+            run.replace_history(())
+            run.record(
+                "session_repair",
+                outcome="error",
+                params={"dropped": len(history), "changed": 0},
+                error=str(error),
+                result=f"the provider refused the conversation: {len(history)} message(s) of "
+                "session history left out and the session started afresh",
+            )
+            return True
+        return False
+
+    def _tokens_to_drop(self, run: steps.Run, error: errors.LLMContextOverflow) -> int | None:
+        """How much history to leave out: from the server's numbers, else the model's
+        ``contextWindowTokens``; None (all of it) when neither is known."""
+        reserve = self.cfg.model.max_output_tokens or steps.DEFAULT_OUTPUT_ESTIMATE
+        if error.limit_tokens is not None and error.requested_tokens is not None:
+            return max(error.requested_tokens - error.limit_tokens, 0) + reserve
+        window = self.cfg.model.context_window_tokens
+        if window is not None:
+            size = conversations.estimate_tokens(run.messages) + self._tools_chars // 4
+            return max(size + reserve - window, 0) + reserve
+        return None
+
+    async def _no_answer(self, run: steps.Run, outcome: fallback.ChainOutcome) -> AgentOutcome:
+        reason = outcome.fallback_reason or "llm_error"
+        error = _primary_error(outcome)
+        if isinstance(error, errors.LLMContextOverflow):
+            return self._reject_too_long(run, error)
+        if reason == errors.LLMEmptyAnswer.reason:
+            return await self._stop(run, reason, "the model answered nothing, twice")
+        return await self._answer_by_rules(run, reason)
+
+    def _reject_too_long(self, run: steps.Run, error: errors.LLMContextOverflow) -> AgentOutcome:
+        """The input alone does not fit: say so, rather than a fallback answer."""
+        limit = f" of {error.limit_tokens} tokens" if error.limit_tokens else ""
+        message = (
+            f"The input is too long for the model's context{limit}, even without the "
+            "conversation's history; shorten it and try again."
+        )
+        run.stop_reason = "input_too_long"
+        run.record("rejected", outcome="error", result=message, error=str(error))
+        return self._finish(run, requests.ResultStatus.REJECTED, message, refusal_reason=message)
 
     async def _run_tools(
         self, run: steps.Run, calls: list[llm.ToolCall], *, approved: str | None
@@ -382,13 +474,14 @@ class Agent:
         request = run.request
         if not request.session_id or self.sessions is None or not run.started:
             return
+        history = run.history if run.history_rewritten else None
         error: str | None = "no time left before the request's deadline"
         left = run.deadline.remaining() + DEADLINE_GRACE_SECONDS / 2
         if left > 0:
             try:
                 async with asyncio.timeout(left):
                     await self.sessions.save(
-                        request.session_id, run.turn_messages(answer), run.context
+                        request.session_id, run.turn_messages(answer), run.context, history=history
                     )
                 error = None
             except TimeoutError:
@@ -405,6 +498,13 @@ class Agent:
         if run.fallback_used:
             metrics.FALLBACKS.labels(run.fallback_reason or "llm_error").inc()
         return AgentOutcome(run.result(status, answer, **extra), tuple(run.decisions))
+
+
+def _primary_error(outcome: fallback.ChainOutcome) -> errors.LLMError | None:
+    """The last error of the first model tried (what the fallback reason was drawn from)."""
+    first = outcome.attempts[0].model if outcome.attempts else None
+    errs = [a.error for a in outcome.attempts if a.model is first and a.error is not None]
+    return errs[-1] if errs else None
 
 
 def build_agent(

@@ -76,6 +76,9 @@ DEFAULT_INCOMPLETE_RESPONSE = (
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+TOOL_CHOICES = ("auto", "required", "none")
+TOOL_CHOICE_PATTERN = r"^(auto|required|none|[a-zA-Z0-9_-]{1,64})$"
 
 
 def _no_credentials(value: str) -> str:
@@ -106,6 +109,9 @@ URL_PATTERN: Final = (
 (checked by the API server too: ``https://exa mple.com/v1`` is refused naming the field)."""
 HttpUrl = Annotated[str, Field(pattern=URL_PATTERN), AfterValidator(_no_credentials)]
 EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
+HeaderName = Annotated[str, Field(pattern=HEADER_NAME_PATTERN, max_length=128)]
+ToolChoice = Annotated[str, Field(pattern=TOOL_CHOICE_PATTERN)]
+"""``auto``, ``required``, ``none``, or the name of one configured tool."""
 
 
 class _Model(BaseModel):
@@ -156,6 +162,24 @@ class ModelConfig(_Model):
     """``max_tokens`` sent with each call; none leaves it to the provider."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     """Sampling temperature; none leaves it to the provider."""
+    tool_choice: ToolChoice | None = None
+    """Overrides the agent's ``toolChoice`` for this model (some models call tools only when
+    asked to)."""
+    context_window_tokens: int | None = Field(default=None, gt=0)
+    """The model's context size, used to trim session history when the server reports a
+    context overflow without saying its limit; none trusts the server's message."""
+    api_key_header: HeaderName = "Authorization"
+    """Header carrying the API key: ``Authorization`` sends ``Bearer <key>``; any other name
+    (``api-key`` for Azure OpenAI, ``x-api-key``...) sends the key as is."""
+    api_version: str | None = Field(default=None, min_length=1, max_length=64)
+    """Sent as the ``api-version`` query parameter (Azure OpenAI); none sends no query."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Static, non-secret request headers (e.g. a gateway's routing header)."""
+    headers_from_env: dict[str, EnvName] = Field(default_factory=dict)
+    """Header name -> environment variable holding its value (set from a Secret)."""
+    ca_bundle_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    """PEM file of the certificate authorities to trust for this endpoint (an internal
+    gateway's CA); none uses the system's trust store."""
 
     @property
     def key(self) -> str:
@@ -507,6 +531,12 @@ class RuntimeConfig(_Model):
     """Polite answer given when a policy refuses a request."""
     tools: tuple[ToolConfig, ...] = ()
     """Tools the model may call."""
+    tool_choice: ToolChoice | None = None
+    """``tool_choice`` sent with the first model call of each request (when tools are offered):
+    ``auto``, ``none``, ``required`` or a tool's name (that tool is forced). Later calls of the
+    same request send ``auto`` after a forced choice (else the model could never answer) and
+    ``none`` after ``none``. None leaves it to the provider (its default is ``auto``). Each
+    model's ``toolChoice`` overrides this."""
     max_steps: int = Field(default=8, ge=1, le=100)
     """LLM round trips per request."""
     max_request_tokens: int | None = Field(default=None, ge=1)
@@ -543,6 +573,16 @@ class RuntimeConfig(_Model):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{kind}: duplicate names {', '.join(dupes)}")
+        tool_names = {t.name for t in self.tools}
+        choices = [("toolChoice", self.tool_choice)] + [
+            (f"models[{i}].toolChoice", m.tool_choice) for i, m in enumerate(self.models)
+        ]
+        for where, choice in choices:
+            if choice is not None and choice not in TOOL_CHOICES and choice not in tool_names:
+                raise ValueError(
+                    f"{where}: {choice!r} is neither auto, required, none nor a configured tool"
+                    f" ({', '.join(sorted(tool_names)) or 'no tools configured'})"
+                )
         return self
 
     @property

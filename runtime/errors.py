@@ -16,7 +16,10 @@ boundary with ``raise ... from e``.
         │   │   └── LLMServerError     5xx
         │   ├── PermanentLLMError  retrying the same model will not help: other 4xx, garbage
         │   │   ├── LLMRequestRejected
+        │   │   ├── LLMRequestInvalid  the request's own body was refused (any status)
+        │   │   │   └── LLMContextOverflow  the input does not fit the model's context
         │   │   └── LLMMalformedResponse
+        │   ├── LLMEmptyAnswer     neither text nor tool calls: retried once, then next model
         │   ├── CircuitOpen        the model's breaker is open: no call was made
         │   └── DeadlineExceeded   the request's deadline leaves no time for (another) call
         └── ToolError              a tool call could not be made or failed
@@ -33,9 +36,12 @@ __all__ = [
     "DeadlineExceeded",
     "DependencyUnavailable",
     "LLMConnectionError",
+    "LLMContextOverflow",
+    "LLMEmptyAnswer",
     "LLMError",
     "LLMMalformedResponse",
     "LLMRateLimited",
+    "LLMRequestInvalid",
     "LLMRequestRejected",
     "LLMServerError",
     "LLMTimeout",
@@ -133,6 +139,41 @@ class LLMRequestRejected(PermanentLLMError):
     """HTTP 4xx other than 408 and 429: bad request, bad key, unknown model..."""
 
     reason = "rejected"
+
+
+class LLMRequestInvalid(PermanentLLMError):
+    """The server refused the request's own body (a validation error, a message it cannot
+    read), whatever status it used for it (400, 422, or a 500 from servers that answer a
+    malformed message that way). The endpoint is healthy: not held against its breaker."""
+
+    reason = "invalid_request"
+
+
+class LLMContextOverflow(LLMRequestInvalid):
+    """The conversation does not fit the model's context window. ``limit_tokens`` and
+    ``requested_tokens`` are the numbers the server gave, when it gave them."""
+
+    reason = "context_length_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str = "",
+        status: int | None = None,
+        limit_tokens: int | None = None,
+        requested_tokens: int | None = None,
+    ) -> None:
+        super().__init__(message, model=model, status=status)
+        self.limit_tokens = limit_tokens
+        self.requested_tokens = requested_tokens
+
+
+class LLMEmptyAnswer(LLMError):
+    """A 2xx completion with neither text nor tool calls: an incomplete response. Retried once
+    at once (same deadline), then the next model; not held against the breaker."""
+
+    reason = "empty_response"
 
 
 class LLMMalformedResponse(PermanentLLMError):

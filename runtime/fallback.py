@@ -11,7 +11,11 @@ When no model answers, :class:`Rules` gives the rule-based answer: the first
 ``fallback.rules`` entry whose pattern is found (case-insensitively) in the user's input, else
 ``fallback.response``. Errors that count against a breaker: transient ones (timeouts,
 connection errors, 429, 5xx) and malformed responses; any other 4xx proves the endpoint is up
-and counts as a success. A call that never went out (the deadline passed while the breaker was
+and counts as a success, and so does an error the request's own body caused (a validation
+error or a context overflow, even when a server answers it with a 500: the provider is healthy,
+this request is not) and an empty answer. An empty answer (no text, no tool calls) is an
+:class:`errors.LLMEmptyAnswer`: retried once at once, then the next model. A call that never
+went out (the deadline passed while the breaker was
 asked) counts as neither: a half-open breaker stays half-open. Called by
 :mod:`pilothouse.runtime.agent`.
 """
@@ -119,19 +123,32 @@ class ModelChain:
         self._clock = clock
         self._sleep = sleep
 
+    @property
+    def client(self) -> llm.LLMClient:
+        """The LLM client the chain calls through."""
+        return self._client
+
     async def complete(
         self,
         messages: Sequence[Mapping[str, Any]],
         *,
         tools: Sequence[Mapping[str, Any]],
         deadline: retries.Deadline,
+        tool_choice: str | None = None,
+        first_call: bool = True,
     ) -> ChainOutcome:
-        """Ask each model in turn until one answers; never raises an LLMError."""
+        """Ask each model in turn until one answers; never raises an LLMError. ``tool_choice``
+        is the agent's (each model may override it, see :func:`llm.effective_tool_choice`)."""
         attempts: list[Attempt] = []
         reason: str | None = None
         for model in self.models:
+            choice = llm.effective_tool_choice(
+                tool_choice, model.tool_choice, first_call=first_call
+            )
             try:
-                completion = await self._try_model(model, messages, tools, deadline, attempts)
+                completion = await self._try_model(
+                    model, messages, tools, choice, deadline, attempts
+                )
             except errors.LLMError as e:
                 reason = reason or e.reason
                 if isinstance(e, errors.DeadlineExceeded):
@@ -145,6 +162,7 @@ class ModelChain:
         model: config.ModelConfig,
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]],
+        tool_choice: str | None,
         deadline: retries.Deadline,
         attempts: list[Attempt],
     ) -> llm.Completion:
@@ -153,7 +171,9 @@ class ModelChain:
             attempts[-1].next = plan.describe()
 
         async def attempt(number: int) -> llm.Completion:
-            return await self._attempt(model, messages, tools, deadline, attempts, number)
+            return await self._attempt(
+                model, messages, tools, tool_choice, deadline, attempts, number
+            )
 
         return await retries.call_with_retries(
             attempt, self._retry, deadline, self._rng, on_plan=annotate, sleep=self._sleep
@@ -164,6 +184,7 @@ class ModelChain:
         model: config.ModelConfig,
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]],
+        tool_choice: str | None,
         deadline: retries.Deadline,
         attempts: list[Attempt],
         number: int,
@@ -188,7 +209,11 @@ class ModelChain:
         started = self._clock.monotonic()
         try:
             completion = await self._client.chat(
-                model, messages, tools=tools, time_limit=deadline.timeout_for(model.timeout_seconds)
+                model,
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                time_limit=deadline.timeout_for(model.timeout_seconds),
             )
         except errors.LLMError as e:
             record.latency_s = self._clock.monotonic() - started
@@ -201,4 +226,11 @@ class ModelChain:
         record.latency_s = self._clock.monotonic() - started
         record.completion = completion
         await self.breakers.record(model.key, success=True, probe=permit.probe)
+        if completion.empty:
+            record.error = errors.LLMEmptyAnswer(
+                f"{model.key}: empty answer (no text, no tool calls; "
+                f"finish_reason {completion.finish_reason or 'none'})",
+                model=model.key,
+            )
+            raise record.error
         return completion

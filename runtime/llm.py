@@ -5,7 +5,17 @@ Chat Completions; this module is the only one that does, so the rest of the runt
 :class:`Completion` or an :class:`errors.LLMError` of a known family, never an httpx exception:
 
 * transient (retried): timeout, connection error, 429 (with ``Retry-After`` in seconds), 5xx, 408;
-* permanent (next model): other 4xx, a 2xx body that is not a valid completion, a missing key.
+* permanent (next model): other 4xx, a 2xx body that is not a valid completion, a missing key;
+* the request's own fault, whatever the status (:func:`classify_status` reads what the error
+  says): a context overflow (:class:`errors.LLMContextOverflow`, with the numbers the server
+  gave) or a validation error (:class:`errors.LLMRequestInvalid`); neither is retried nor held
+  against the breaker. Up to :data:`ERROR_TEXT_CHARS` of the server's error text are kept.
+
+Messages are normalised before they are sent (:mod:`pilothouse.runtime.conversations`), and
+``tool_choice`` is sent the way the OpenAI API defines it. Authentication: ``Authorization:
+Bearer <key>`` or the key in another header (``api-key`` for Azure OpenAI), extra headers from
+Secrets, an ``api-version`` query parameter and a custom CA bundle per model.
+:meth:`LLMClient.list_models` reads ``GET /models`` for the start-up model check.
 
 One :class:`httpx.AsyncClient` (a connection pool) per endpoint, shared by every model and
 request of the process. Each call is one span ``chat {model}`` with the GenAI semantic
@@ -19,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import os
+import re
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,28 +41,62 @@ import httpx
 import orjson
 from opentelemetry import trace
 
-from pilothouse.runtime import config, errors, metrics, retries
+from pilothouse.runtime import config, conversations, errors, metrics, retries
 
 __all__ = [
+    "ERROR_TEXT_CHARS",
     "TOKEN_KINDS",
     "TOKEN_KIND_INPUT",
     "TOKEN_KIND_OUTPUT",
     "Completion",
     "LLMClient",
     "ToolCall",
+    "classify_error_text",
     "classify_status",
+    "effective_tool_choice",
     "parse_completion",
     "parse_retry_after",
+    "tool_choice_param",
 ]
 
 _tracer = trace.get_tracer("pilothouse.runtime")
 
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-_ERROR_BODY_CHARS: Final = 300
 TOKEN_KIND_INPUT: Final = "input"
 TOKEN_KIND_OUTPUT: Final = "output"
 TOKEN_KINDS: Final = (TOKEN_KIND_INPUT, TOKEN_KIND_OUTPUT)
 """Values of the ``kind`` label of ``pilothouse_llm_tokens_total``."""
+
+ERROR_TEXT_CHARS: Final = 4096
+"""How much of a provider's error text is kept (in the error, hence the decision records)."""
+
+# What servers say when the input does not fit: OpenAI and vLLM ("maximum context length is
+# 8192 tokens. However, you requested 9000 tokens"), llama.cpp ("exceeds the available context
+# size", "exceed_context_size_error", n_ctx), Ollama, TGI, Anthropic-style gateways.
+_CONTEXT_OVERFLOW = re.compile(
+    r"context_length_exceeded|maximum context length|context length|context size|"
+    r"context window|exceed_context_size|n_ctx|prompt is too long|too many tokens|"
+    r"input is too long|tokens? exceeds?",
+    re.IGNORECASE,
+)
+# What servers say when the request's body is at fault: OpenAI's invalid_request_error,
+# pydantic (vLLM, LiteLLM: "validation error", "Input should be a valid string", "Field
+# required"), llama.cpp's JSON library ("[json.exception.type_error.302] type must be string,
+# but is null"), serde (Rust servers: "invalid type: null, expected a string", "missing field").
+_INVALID_REQUEST = re.compile(
+    r"invalid_request_error|validation error|input should be|field required|"
+    r"json\.exception|type must be|invalid type|missing field|expected a string|"
+    r"must be a string|is not of type|invalid value for|unrecognized request argument|"
+    r"extra inputs are not permitted|does not match the schema",
+    re.IGNORECASE,
+)
+_NUMBERS = (
+    # OpenAI / vLLM: "maximum context length is 8192 tokens. However, you requested 9000 ..."
+    re.compile(r"maximum context length is (\d+)\D+?(?:requested|resulted in|have) (\d+)", re.I),
+    # llama.cpp: {"n_prompt_tokens": 9000, "n_ctx": 8192}
+    re.compile(r'"n_ctx"\s*:\s*(\d+)\D+?"n_prompt_tokens"\s*:\s*(\d+)'),
+)
+_NUMBERS_REVERSED = re.compile(r'"n_prompt_tokens"\s*:\s*(\d+)\D+?"n_ctx"\s*:\s*(\d+)')
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +129,36 @@ class Completion:
     cost_usd: float = 0.0
     latency_s: float = 0.0
 
+    @property
+    def empty(self) -> bool:
+        """Neither text (blank counts as none) nor tool calls: an incomplete response."""
+        return not self.tool_calls and not (self.content or "").strip()
+
     def assistant_message(self) -> dict[str, Any]:
-        """The message to append to the conversation."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        """The message to append to the conversation, normalised: ``content`` is a string."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content or ""}
         if self.tool_calls:
             message["tool_calls"] = [c.to_message() for c in self.tool_calls]
         return message
+
+
+def effective_tool_choice(
+    agent_choice: str | None, model_choice: str | None, *, first_call: bool
+) -> str | None:
+    """The ``tool_choice`` of one call: the model's override, else the agent's. A forced
+    choice (``required`` or a tool's name) holds for the first call of a request only; later
+    calls send ``auto``, or the model could never answer in words."""
+    choice = model_choice if model_choice is not None else agent_choice
+    if first_call or choice in (None, "auto", "none"):
+        return choice
+    return "auto"
+
+
+def tool_choice_param(choice: str | None) -> str | dict[str, Any] | None:
+    """``toolChoice`` as the OpenAI API takes it: the keyword, or the named-function object."""
+    if choice is None or choice in config.TOOL_CHOICES:
+        return choice
+    return {"type": "function", "function": {"name": choice}}
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -177,13 +247,54 @@ def parse_completion(body: bytes, model: config.ModelConfig, latency_s: float) -
     )
 
 
+def _token_numbers(text: str) -> tuple[int | None, int | None]:
+    for pattern in _NUMBERS:
+        found = pattern.search(text)
+        if found:
+            return int(found.group(1)), int(found.group(2))
+    found = _NUMBERS_REVERSED.search(text)
+    if found:
+        return int(found.group(2)), int(found.group(1))
+    return None, None
+
+
+def classify_error_text(status: int, text: str) -> str | None:
+    """Whether an error answer blames the request itself: ``context_length_exceeded``,
+    ``invalid_request``, or None (the provider's own trouble, or nothing said). 429, 401 and
+    403 are never the body's fault."""
+    if status in (401, 403, 404, 408, 429) or not text:
+        return None
+    if _CONTEXT_OVERFLOW.search(text):
+        return errors.LLMContextOverflow.reason
+    if _INVALID_REQUEST.search(text) or status in (413, 422):
+        return errors.LLMRequestInvalid.reason
+    return None
+
+
 def classify_status(
-    response: httpx.Response, model: config.ModelConfig, now: float
+    response: httpx.Response,
+    model: config.ModelConfig,
+    now: float,
+    *,
+    secrets: Sequence[str] = (),
 ) -> errors.LLMError:
-    """The error for an HTTP error answer (``now``: wall time, for a date ``Retry-After``)."""
+    """The error for an HTTP error answer (``now``: wall time, for a date ``Retry-After``).
+    ``secrets`` (the key and secret headers sent) are masked if the server echoes them."""
     status = response.status_code
-    excerpt = response.text[:_ERROR_BODY_CHARS].strip()
+    text = response.text
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    excerpt = text[:ERROR_TEXT_CHARS].strip()
     message = f"{model.key}: HTTP {status}" + (f": {excerpt}" if excerpt else "")
+    blamed = classify_error_text(status, text)
+    if blamed == errors.LLMContextOverflow.reason:
+        limit, requested = _token_numbers(text)
+        return errors.LLMContextOverflow(
+            message, model=model.key, status=status, limit_tokens=limit, requested_tokens=requested
+        )
+    if blamed == errors.LLMRequestInvalid.reason:
+        return errors.LLMRequestInvalid(message, model=model.key, status=status)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("retry-after"), now)
         if retry_after is not None:
@@ -213,14 +324,23 @@ class LLMClient:
         for kind in TOKEN_KINDS:  # at 0 from the start (see metrics.py)
             metrics.LLM_TOKENS.labels(kind)
 
-    def _pool(self, endpoint: str) -> httpx.AsyncClient:
-        if self._shared is not None:
+    def _pool(self, model: config.ModelConfig) -> httpx.AsyncClient:
+        if self._shared is not None and model.ca_bundle_file is None:
             return self._shared
-        parts = urlsplit(endpoint)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        pool = self._pools.get(origin)
+        parts = urlsplit(model.endpoint)
+        key = f"{parts.scheme}://{parts.netloc} {model.ca_bundle_file or ''}"
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[origin] = httpx.AsyncClient(limits=self._limits)
+            verify: ssl.SSLContext | bool = True
+            if model.ca_bundle_file is not None:
+                try:
+                    verify = ssl.create_default_context(cafile=model.ca_bundle_file)
+                except (OSError, ssl.SSLError) as e:
+                    raise errors.LLMRequestRejected(
+                        f"{model.key}: cannot read caBundleFile {model.ca_bundle_file}: {e}",
+                        model=model.key,
+                    ) from e
+            pool = self._pools[key] = httpx.AsyncClient(limits=self._limits, verify=verify)
         return pool
 
     async def aclose(self) -> None:
@@ -229,17 +349,61 @@ class LLMClient:
         for pool in pools:
             await pool.aclose()
 
+    def _secret(self, model: config.ModelConfig, variable: str, what: str) -> str:
+        value = self._environ.get(variable)
+        if not value:
+            raise errors.LLMRequestRejected(
+                f"{model.key}: the {what} variable {variable} is not set", model=model.key
+            )
+        return value
+
     def _headers(self, model: config.ModelConfig) -> dict[str, str]:
         headers = {"content-type": "application/json", "accept": "application/json"}
+        headers.update({k.lower(): v for k, v in model.headers.items()})
+        for name, variable in model.headers_from_env.items():
+            headers[name.lower()] = self._secret(model, variable, f"header {name}")
         if model.api_key_env:
-            key = self._environ.get(model.api_key_env)
-            if not key:
-                raise errors.LLMRequestRejected(
-                    f"{model.key}: the API key variable {model.api_key_env} is not set",
-                    model=model.key,
-                )
-            headers["authorization"] = f"Bearer {key}"
+            key = self._secret(model, model.api_key_env, "API key")
+            header = model.api_key_header.lower()
+            headers[header] = f"Bearer {key}" if header == "authorization" else key
         return headers
+
+    def _secret_values(self, model: config.ModelConfig) -> list[str]:
+        names = [model.api_key_env, *model.headers_from_env.values()]
+        return [self._environ.get(n) or "" for n in names if n]
+
+    @staticmethod
+    def _params(model: config.ModelConfig) -> dict[str, str]:
+        return {"api-version": model.api_version} if model.api_version else {}
+
+    async def list_models(self, model: config.ModelConfig, *, time_limit: float) -> list[str]:
+        """The model ids ``GET {endpoint}/models`` lists (OpenAI's format). Raises an
+        :class:`errors.LLMError` when the endpoint cannot be asked or does not answer a list."""
+        url = model.endpoint.rstrip("/") + "/models"
+        headers = self._headers(model)
+        try:
+            async with asyncio.timeout(time_limit):
+                response = await self._pool(model).get(
+                    url, headers=headers, params=self._params(model), timeout=time_limit
+                )
+        except (TimeoutError, httpx.TimeoutException) as e:
+            raise errors.LLMTimeout(f"{model.key}: GET /models timed out", model=model.key) from e
+        except httpx.HTTPError as e:
+            raise errors.LLMConnectionError(
+                f"{model.key}: GET /models: {type(e).__name__}: {e}", model=model.key
+            ) from e
+        if response.status_code >= 400:
+            raise classify_status(
+                response, model, self._clock.time(), secrets=self._secret_values(model)
+            )
+        try:
+            doc = orjson.loads(response.content)
+        except orjson.JSONDecodeError as e:
+            raise _malformed(model, f"GET /models: not JSON ({e})") from e
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, list):
+            raise _malformed(model, "GET /models: no data array")
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     async def chat(
         self,
@@ -247,14 +411,22 @@ class LLMClient:
         messages: Sequence[Mapping[str, Any]],
         *,
         tools: Sequence[Mapping[str, Any]] = (),
+        tool_choice: str | None = None,
         time_limit: float,
     ) -> Completion:
-        """One call to ``model``; ``time_limit`` seconds bound all of it, connect to last byte."""
+        """One call to ``model``; ``time_limit`` seconds bound all of it, connect to last byte.
+        ``tool_choice`` (``auto``, ``required``, ``none`` or a tool's name) is sent only with
+        tools."""
         if time_limit <= 0:
             raise errors.DeadlineExceeded(f"{model.key}: no time left for a call", model=model.key)
-        body: dict[str, Any] = {"model": model.name, "messages": messages}
+        body: dict[str, Any] = {
+            "model": model.name,
+            "messages": conversations.normalise_messages(messages),
+        }
         if tools:
             body["tools"] = tools
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice_param(tool_choice)
         if model.max_output_tokens is not None:
             body["max_tokens"] = model.max_output_tokens
         if model.temperature is not None:
@@ -300,8 +472,12 @@ class LLMClient:
         headers = self._headers(model)
         try:
             async with asyncio.timeout(time_limit):
-                response = await self._pool(model.endpoint).post(
-                    url, content=orjson.dumps(body), headers=headers, timeout=time_limit
+                response = await self._pool(model).post(
+                    url,
+                    content=orjson.dumps(body),
+                    headers=headers,
+                    params=self._params(model),
+                    timeout=time_limit,
                 )
         except (TimeoutError, httpx.TimeoutException) as e:
             raise errors.LLMTimeout(
@@ -314,5 +490,7 @@ class LLMClient:
                 f"{model.key}: {type(e).__name__}: {e}".rstrip(": "), model=model.key
             ) from e
         if response.status_code >= 400:
-            raise classify_status(response, model, self._clock.time())
+            raise classify_status(
+                response, model, self._clock.time(), secrets=self._secret_values(model)
+            )
         return parse_completion(response.content, model, self._clock.monotonic() - started)

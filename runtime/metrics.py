@@ -68,6 +68,12 @@ FALLBACKS: Final = Counter(
     "Answers not given by the primary model, by the reason the primary did not answer.",
     ["reason"],
 )
+LLM_MODEL_OFFERED: Final = Gauge(
+    "pilothouse_llm_model_offered",
+    "1 when the model's server lists the configured model at start, 0 when it does not "
+    "(unset when the server cannot list its models).",
+    ["agent", "model"],
+)
 BREAKER_STATE: Final = Gauge(
     "pilothouse_circuit_breaker_state",
     "Circuit breaker state per agent and model endpoint: 0 closed, 1 half-open, 2 open.",

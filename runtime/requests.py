@@ -59,6 +59,9 @@ class ResultStatus(StrEnum):
     """An action waits for a human's approval."""
     FAILED = "failed"
     """The request could not be completed (e.g. step budget exhausted); the answer says why."""
+    REJECTED = "rejected"
+    """The request cannot be served as given (``input_too_long``: the input alone does not fit
+    the model's context); ``refusal_reason`` says why in words, ``fallback_reason`` the code."""
 
 
 class ActionTaken(BaseModel):

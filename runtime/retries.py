@@ -9,6 +9,7 @@ caller moves on to the next model or the rule-based fallback at once.
 :func:`plan_retry` is the decision, pure (the random source and the time left are passed in):
 
 * only :class:`errors.TransientLLMError` is retried, at most ``attempts`` attempts in all;
+* an empty answer (:class:`errors.LLMEmptyAnswer`) is retried once, at once, if time is left;
 * the wait is exponential backoff with full jitter, ``uniform(0, min(max, initial * 2^(n-1)))``;
 * a 429's ``Retry-After`` is honoured exactly when it is at most ``maxBackoffSeconds``; a longer
   one is not waited (the model is given up, never slept on without bound, never recursed);
@@ -82,6 +83,9 @@ ATTEMPTS_EXHAUSTED: Final = "attempts_exhausted"
 RETRY_AFTER_TOO_LONG: Final = "retry_after_too_long"
 DEADLINE: Final = "deadline"
 
+EMPTY_ANSWER_ATTEMPTS: Final = 2
+"""An empty answer is asked again once (the same model, the same deadline)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPlan:
@@ -118,6 +122,10 @@ def plan_retry(
 ) -> RetryPlan:
     """Whether and when to retry after ``attempts_made`` attempts, the last one failing
     with ``error``; ``time_left`` is the time until the request's deadline."""
+    if isinstance(error, errors.LLMEmptyAnswer):
+        if attempts_made >= EMPTY_ANSWER_ATTEMPTS:
+            return RetryPlan(None, ATTEMPTS_EXHAUSTED)
+        return RetryPlan(0.0, RETRY) if time_left > 0 else RetryPlan(None, DEADLINE)
     if not isinstance(error, errors.TransientLLMError):
         return RetryPlan(None, NOT_TRANSIENT)
     if attempts_made >= cfg.attempts:

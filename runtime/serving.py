@@ -42,6 +42,7 @@ from pilothouse.runtime import (
     desk,
     escalations,
     metrics,
+    modelchecks,
     probes,
     queue,
     records,
@@ -183,7 +184,13 @@ class Runtime:
         if self.housekeeper is not None:
             self.housekeeper.start()
         self._tasks.append(asyncio.create_task(self._watch_backlog(), name="backlog-gauge"))
+        if self.agent is not None:
+            self._tasks.append(asyncio.create_task(self._check_models(), name="model-check"))
         log.info("runtime started", extra={"role": str(self.role), "instance": self.instance})
+
+    async def _check_models(self) -> None:
+        assert self.agent is not None
+        await modelchecks.check_models(self.agent.chain.client, self.cfg.agent, self.cfg.models)
 
     async def _watch_backlog(self) -> None:
         gauge = metrics.QUEUE_BACKLOG.labels(agent=self.cfg.agent)

@@ -12,7 +12,9 @@ keys in the same hash slot (so a Redis Cluster can run the MULTI):
 Both expire ``ttlSeconds`` after the last write. :meth:`SessionStore.load` is one pipelined round
 trip, :meth:`SessionStore.save` one MULTI/EXEC. History read back never starts in the middle of
 a tool exchange: leading messages are dropped until the first user message, so a trimmed list
-is still a valid conversation for the model. Called by :mod:`pilothouse.runtime.agent`.
+is still a valid conversation for the model. Messages are stored normalised
+(:mod:`pilothouse.runtime.conversations`: ``content`` always a string). Called by
+:mod:`pilothouse.runtime.agent`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Final
 import orjson
 import redis.asyncio as aioredis
 
-from pilothouse.runtime import config, errors
+from pilothouse.runtime import config, conversations, errors
 
 __all__ = ["Session", "SessionStore", "merge_context", "usable_history"]
 
@@ -130,15 +132,25 @@ class SessionStore:
         session_id: str,
         new_messages: Sequence[Mapping[str, Any]],
         context: Mapping[str, Any],
+        *,
+        history: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
-        """Append this turn's messages and store the context, in one MULTI/EXEC."""
+        """Append this turn's messages and store the context, in one MULTI/EXEC. With
+        ``history`` the stored messages are replaced by ``history`` then this turn's (a history
+        trimmed to fit the model's context, or dropped because the provider refused it).
+        Messages are stored normalised (:func:`conversations.normalise_message`)."""
         messages_key, context_key = self.keys(session_id)
+        if history is not None:
+            new_messages = [*history, *new_messages]
+        new_messages = conversations.normalise_messages(new_messages)
         ttl = self.settings.ttl_seconds
         try:
             async with (
                 asyncio.timeout(self._timeout),
                 self._redis.pipeline(transaction=True) as pipe,
             ):
+                if history is not None:
+                    pipe.delete(messages_key)
                 if new_messages:
                     pipe.rpush(messages_key, *(orjson.dumps(dict(m)) for m in new_messages))
                     pipe.ltrim(messages_key, -self.settings.max_messages, -1)

@@ -69,6 +69,12 @@ class Run:
         self.step = 0
         self.messages: list[dict[str, Any]] = []
         self.turn_start = 0
+        self.history_start = 0
+        """Where the session history begins in :attr:`messages` (it ends at ``turn_start``)."""
+        self.history_rewritten = False
+        """The history was trimmed or dropped: the session is saved anew, not appended to."""
+        self.recoveries: set[str] = set()
+        """Recoveries already tried in this request (each at most once)."""
         self.started = False
         self.context: dict[str, Any] = {}
         self.actions: list[requests.ActionTaken] = []
@@ -102,6 +108,7 @@ class Run:
                     "content": "Session context (JSON): " + orjson.dumps(context).decode(),
                 }
             )
+        self.history_start = len(self.messages)
         self.messages.extend(history)
         self.turn_start = len(self.messages)
         self.messages.append({"role": "user", "content": self.request.input})
@@ -111,6 +118,15 @@ class Run:
     def restore(self, snapshot: pending.Snapshot) -> None:
         self.messages = [dict(m) for m in snapshot.messages]
         self.turn_start = snapshot.turn_start
+        # The history follows the system messages (prompt, session context).
+        self.history_start = next(
+            (
+                i
+                for i, m in enumerate(self.messages[: self.turn_start])
+                if m.get("role") != "system"
+            ),
+            self.turn_start,
+        )
         self.context = dict(snapshot.context)
         self.llm_steps = snapshot.llm_steps
         self.tool_calls = snapshot.tool_calls
@@ -130,6 +146,22 @@ class Run:
         if not (last and last.get("role") == "assistant" and last.get("content") == answer):
             turn.append({"role": "assistant", "content": answer})
         return turn
+
+    @property
+    def model_answered(self) -> bool:
+        """Whether a model has answered in this request yet (its turn is in the messages)."""
+        return any(m.get("role") == "assistant" for m in self.messages[self.turn_start :])
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The session history sent with this request."""
+        return self.messages[self.history_start : self.turn_start]
+
+    def replace_history(self, history: Sequence[dict[str, Any]]) -> None:
+        """Send ``history`` instead of the session's (trimmed, or dropped when empty)."""
+        self.messages[self.history_start : self.turn_start] = list(history)
+        self.turn_start = self.history_start + len(history)
+        self.history_rewritten = True
 
     def note_fallback(self, reason: str) -> None:
         self.fallback_used = True

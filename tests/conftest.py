@@ -6,6 +6,10 @@ never reach another). Set ``PILOTHOUSE_TEST_REDIS_URL`` / ``PILOTHOUSE_TEST_POST
 use servers you already run (e.g. CI service containers) instead; tests that stop and restart
 a server (``redis_server`` / ``postgres_server``) need the local ones and start their own then.
 
+Every mock LLM the tests start is strict (``PILOTHOUSE_MOCK_LLM_STRICT=1``): it refuses what
+strict OpenAI-compatible servers refuse (a ``null`` content beside tool calls, a tool result
+answering no tool call), so a test whose agent sends such a request fails.
+
 Async hygiene: a test that leaves asyncio tasks running fails.
 """
 
@@ -20,7 +24,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from pilothouse.runtime import devservers
+from pilothouse.runtime.mockllm import command as mockllm_command
 from pilothouse.runtime.mockllm.process import MockLLMProcess
+
+os.environ.setdefault(mockllm_command.STRICT_ENV, "1")
 
 
 @pytest.fixture(scope="session")

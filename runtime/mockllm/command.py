@@ -36,6 +36,9 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8090
 READY_PREFIX: Final = "pilothouse mock-llm listening on "
 API_KEY_ENV: Final = "PILOTHOUSE_MOCK_LLM_API_KEY"
+STRICT_ENV: Final = "PILOTHOUSE_MOCK_LLM_STRICT"
+"""Set to ``1`` to start every mock LLM in strict mode unless its flags say otherwise (test
+suites set it so that a request real servers would refuse fails every test that makes it)."""
 
 # FaultConfig field -> command-line flag
 _FAULT_FLAGS: Final = {
@@ -48,6 +51,9 @@ _FAULT_FLAGS: Final = {
     "hang_rate": "--hang-rate",
     "malformed_rate": "--malformed-rate",
     "models": "--fault-models",
+    "strict": "--strict",
+    "strict_status": "--strict-status",
+    "context_window": "--context-window",
 }
 
 
@@ -91,6 +97,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--hang-rate", type=float, help="share never answered until the client leaves")
     g.add_argument("--malformed-rate", type=float, help="share answered 200 with a broken body")
     g.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="validate requests as strict servers do (content always a string, tool results "
+        "match tool calls)",
+    )
+    g.add_argument("--strict-status", type=int, help="status of strict-mode refusals (500)")
+    g.add_argument(
+        "--context-window", type=int, help="prompt tokens allowed; beyond, 400 context_length"
+    )
+    g.add_argument(
         "--fault-models",
         action="append",
         metavar="NAME[,NAME]",
@@ -119,6 +136,9 @@ def fault_flags(config: faults.FaultConfig) -> list[str]:
         value = getattr(config, field)
         if value == getattr(defaults, field):
             continue
+        if isinstance(value, bool):
+            flags.append(flag)
+            continue
         flags += [flag, ",".join(value) if field == "models" else str(value)]
     return flags
 
@@ -131,7 +151,10 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     scenario = scenarios.load_file(args.scenario) if args.scenario else scenarios.load_default()
-    fault_config = faults.FaultConfig.parse(fault_settings(args))
+    settings = fault_settings(args)
+    if os.environ.get(STRICT_ENV) == "1":
+        settings.setdefault("strict", True)
+    fault_config = faults.FaultConfig.parse(settings)
     try:
         sock = server.bind_socket(args.host, args.port)
     except OSError as e:

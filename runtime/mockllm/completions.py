@@ -12,6 +12,7 @@ OpenAI-compatible servers commonly do; the known ones are type-checked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -27,10 +28,13 @@ __all__ = [
     "Reply",
     "ToolCall",
     "parse_chat_request",
+    "strict_problem",
 ]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: Final[frozenset[str]] = frozenset({"system", "developer", "user", "assistant", "tool"})
+_NAME: Final = re.compile(r"^[a-zA-Z0-9_-]+$")
+"""What a strict server (OpenAI itself) accepts as a message's ``name``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +316,47 @@ def _optional_number(body: Mapping[str, Any], key: str, low: float, high: float)
             "invalid_value",
         )
     return float(value)
+
+
+def strict_problem(body: bytes) -> str | None:
+    """What a strict server refuses in a request that :func:`parse_chat_request` accepted, in
+    the words such servers use (so clients can tell the request's fault from the server's),
+    or None. See ``FaultConfig.strict``."""
+    data = orjson.loads(body)
+    open_calls: list[str] = []
+    for i, raw in enumerate(data["messages"]):
+        role = raw["role"]
+        if "content" not in raw:
+            return f"messages[{i}] ({role}): missing field `content`"
+        content = raw["content"]
+        if content is None:
+            return (
+                f"[json.exception.type_error.302] messages[{i}] ({role}): "
+                "type must be string, but is null"
+            )
+        name = raw.get("name")
+        if name is not None and not _NAME.fullmatch(str(name)):
+            return (
+                f"Invalid value for 'messages[{i}].name': string does not match pattern "
+                f"'{_NAME.pattern}'"
+            )
+        if role == "tool":
+            call_id = raw.get("tool_call_id")
+            if call_id not in open_calls:
+                return (
+                    f"messages[{i}]: invalid value for tool_call_id {call_id!r}: it answers no "
+                    "earlier unanswered tool call"
+                )
+            open_calls.remove(call_id)
+            continue
+        if open_calls:
+            return (
+                f"messages[{i}]: invalid value for role {role!r}: tool call(s) "
+                f"{', '.join(open_calls)} must be answered by tool messages first"
+            )
+        if role == "assistant":
+            open_calls = [c["id"] for c in raw.get("tool_calls") or ()]
+    return None
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:

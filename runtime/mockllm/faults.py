@@ -24,6 +24,7 @@ import pydantic
 from pilothouse.runtime.mockllm import errors
 
 __all__ = [
+    "DIALECT_FIELDS",
     "MALFORMED_BODIES",
     "FaultConfig",
     "FaultDecision",
@@ -50,6 +51,9 @@ MALFORMED_BODIES: Final[tuple[tuple[str, bytes], ...]] = (
 
 _RATE_TOLERANCE: Final = 1e-9
 
+DIALECT_FIELDS: Final = ("strict", "strict_status", "context_window")
+"""Settings that describe the server rather than a fault: a PUT of the faults keeps them."""
+
 
 class FaultConfig(pydantic.BaseModel):
     """Which faults the server injects; all off by default."""
@@ -74,6 +78,18 @@ class FaultConfig(pydantic.BaseModel):
     """Share of requests answered 200 with a body that is not a valid completion."""
     models: tuple[str, ...] = ()
     """Only requests for these models are affected; empty means every model."""
+    strict: bool = False
+    """Validate requests the way strict servers do (older llama.cpp releases, several
+    gateways): every message's ``content`` is a string (``null`` or missing is refused, even
+    beside ``tool_calls``), each tool result answers an earlier, unanswered tool call, every
+    tool call is answered before the conversation goes on, and a message's ``name`` matches
+    ``^[a-zA-Z0-9_-]+$`` (as OpenAI requires). Refusals use ``strict_status``.
+    Applies to every model, whatever ``models`` says."""
+    strict_status: int = pydantic.Field(default=500, ge=400, le=599)
+    """Status of strict-mode refusals: older llama.cpp releases answer 500, vLLM 400."""
+    context_window: int | None = pydantic.Field(default=None, ge=1)
+    """Prompt tokens a request may use; beyond, a 400 ``context_length_exceeded`` with
+    OpenAI's message (the limit and the tokens requested). Applies to every model."""
 
     @pydantic.model_validator(mode="after")
     def _rates_fit(self) -> Self:

@@ -56,6 +56,7 @@ class StatsSnapshot(TypedDict):
     by_rule: dict[str, int]
     delayed: int
     delayed_ms: float
+    by_tool_choice: dict[str, int]
 
 
 class AdminClient:

@@ -24,6 +24,7 @@ __all__ = [
     "build_model_list",
     "completion_problems",
     "count_tokens",
+    "prompt_tokens",
 ]
 
 _STREAM_PIECE_CHARS: Final = 24
@@ -35,16 +36,21 @@ def count_tokens(chars: int) -> int:
     return math.ceil(chars / 4)
 
 
-def _usage(
-    request: completions.ChatRequest, content: str, calls: Sequence[completions.ToolCall]
-) -> dict[str, int]:
+def prompt_tokens(request: completions.ChatRequest) -> int:
+    """The prompt tokens of ``request`` (messages with their framing, and the tools)."""
     prompt_chars = request.tools_chars
     for m in request.messages:
         prompt_chars += len(m.content) + 16  # role and framing overhead
         for c in m.tool_calls:
             prompt_chars += len(c.name) + len(c.arguments)
+    return count_tokens(prompt_chars)
+
+
+def _usage(
+    request: completions.ChatRequest, content: str, calls: Sequence[completions.ToolCall]
+) -> dict[str, int]:
     completion_chars = len(content) + sum(len(c.name) + len(c.arguments) for c in calls)
-    prompt = count_tokens(prompt_chars)
+    prompt = prompt_tokens(request)
     completion = max(1, count_tokens(completion_chars))
     return {
         "prompt_tokens": prompt,

@@ -10,7 +10,8 @@ Endpoints::
     POST /v1/chat/completions   (also /chat/completions) the OpenAI Chat Completions API
     GET  /v1/models             (also /models)
     GET  /healthz
-    GET|PUT|PATCH /admin/faults   read, replace, or change some fault settings
+    GET|PUT|PATCH /admin/faults   read, replace, or change some fault settings (PUT keeps
+                                ``strict``, ``strict_status``, ``context_window`` unless given)
     GET  /admin/stats           request counters since start or the last reset
     POST /admin/reset           zero the stats; {"faults": true} restores the start faults and
                                 the seed, {"scenario": true} the start scenario, {"seed": N}
@@ -180,7 +181,12 @@ class _Handlers:
         except errors.InvalidRequestError as e:
             state.stats.outcome("bad_request")
             return _error(400, e.message, param=e.param, code=e.code)
+        refused = self._dialect(chat, await request.body())
+        if refused is not None:
+            return refused
         state.stats.model(chat.model)
+        if chat.tools:
+            state.stats.tool_choice(chat.tool_choice)
         decision = faults.decide(state.faults, chat.model, state.rng)
         state.stats.outcome(decision.outcome)
         if decision.outcome == "hang":
@@ -225,6 +231,31 @@ class _Handlers:
         return _json(
             responses.build_completion(chat, reply, completion_id=completion_id, created=created)
         )
+
+    def _dialect(self, chat: completions.ChatRequest, body: bytes) -> Response | None:
+        """Strict validation and the context window (``FaultConfig.strict``,
+        ``context_window``): the refusal, or None."""
+        settings = self.state.faults
+        if settings.strict:
+            problem = completions.strict_problem(body)
+            if problem is not None:
+                self.state.stats.outcome("bad_request")
+                kind = "server_error" if settings.strict_status >= 500 else "invalid_request_error"
+                return _error(settings.strict_status, problem, type=kind)
+        window = settings.context_window
+        if window is not None:
+            tokens = responses.prompt_tokens(chat)
+            if tokens > window:
+                self.state.stats.outcome("bad_request")
+                return _error(
+                    400,
+                    f"This model's maximum context length is {window} tokens. However, your "
+                    f"messages resulted in {tokens} tokens. Please reduce the length of the "
+                    "messages.",
+                    param="messages",
+                    code="context_length_exceeded",
+                )
+        return None
 
     async def _hang(self, request: Request) -> Response:
         """Answer nothing until the client disconnects or the server stops."""
@@ -273,7 +304,10 @@ class _Handlers:
             if request.method == "PATCH":
                 new = self.state.faults.patched(data)
             else:
-                new = faults.FaultConfig.parse(data)
+                # The server's dialect (strict, its status, the context window) is kept unless
+                # given: it describes the server, not a fault.
+                kept = self.state.faults.model_dump(include=set(faults.DIALECT_FIELDS))
+                new = faults.FaultConfig.parse({**kept, **data})
         except errors.InvalidRequestError as e:
             return _error(400, e.message, param=e.param, code=e.code)
         except errors.FaultConfigError as e:

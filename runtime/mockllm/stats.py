@@ -39,6 +39,7 @@ class Stats:
         "by_path",
         "by_rule",
         "by_status",
+        "by_tool_choice",
         "delayed",
         "delayed_ms",
         "in_flight",
@@ -58,6 +59,7 @@ class Stats:
         self.by_rule: Counter[str] = Counter()
         self.delayed = 0
         self.delayed_ms = 0.0
+        self.by_tool_choice: Counter[str] = Counter()
 
     def received(self, path: str) -> None:
         """A request arrived at ``path``."""
@@ -75,6 +77,11 @@ class Stats:
     def status(self, code: int) -> None:
         """The status the server answered with (hung requests have none)."""
         self.by_status[code] += 1
+
+    def tool_choice(self, choice: str | None) -> None:
+        """The ``tool_choice`` of a valid completion request that offered tools (``unset``
+        when it sent none; a named function counts under its name)."""
+        self.by_tool_choice[choice or "unset"] += 1
 
     def rule(self, name: str) -> None:
         """Which scenario rule produced an answer."""
@@ -101,4 +108,5 @@ class Stats:
             "by_rule": dict(self.by_rule),
             "delayed": self.delayed,
             "delayed_ms": round(self.delayed_ms, 3),
+            "by_tool_choice": dict(self.by_tool_choice),
         }

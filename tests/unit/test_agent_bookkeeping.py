@@ -181,3 +181,35 @@ def test_only_the_approved_request_of_the_same_agent_may_resume() -> None:
         or ""
     )
     assert "belongs to agent" in (pending.mismatch(approved, action, "billing") or "")
+
+
+def test_the_history_is_what_lies_between_the_system_messages_and_the_turn() -> None:
+    history = (
+        {"role": "user", "content": "I want to return my order"},
+        {"role": "assistant", "content": "What is your order number?"},
+    )
+    run = new_run("12345")
+    run.start(CFG.system_prompt, history, {"customer": "c-1"})
+    assert run.history == list(history)
+
+    run.replace_history(history[:0])
+
+    assert [m["role"] for m in run.messages] == ["system", "system", "user"]
+    assert (run.turn_start, run.history, run.history_rewritten) == (2, [], True)
+    assert run.turn_messages("ok") == [
+        {"role": "user", "content": "12345"},
+        {"role": "assistant", "content": "ok"},
+    ]
+
+
+def test_a_resumed_run_finds_its_history_after_the_system_messages() -> None:
+    messages = [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "earlier"},
+        {"role": "assistant", "content": "earlier answer"},
+        {"role": "user", "content": "now"},
+    ]
+    run = new_run("now")
+    run.restore(pending.Snapshot(messages=messages, turn_start=3, next_step=2))
+
+    assert run.history == messages[1:3]

@@ -102,3 +102,36 @@ def test_pricing_computes_cost_per_token() -> None:
     pricing = config.ModelPricing(input_per_million_tokens=0.15, output_per_million_tokens=0.60)
     assert pricing.cost(1_000_000, 0) == pytest.approx(0.15)
     assert pricing.cost(1000, 500) == pytest.approx(0.00015 + 0.0003)
+
+
+TOOL = {"name": "weather_api", "url": "http://tools.local/weather"}
+
+
+@pytest.mark.parametrize("choice", ["auto", "required", "none", "weather_api"])
+def test_tool_choice_is_a_keyword_or_a_configured_tool(choice: str) -> None:
+    cfg = config.parse_config({**MINIMAL, "tools": [TOOL], "toolChoice": choice})
+
+    assert cfg.tool_choice == choice
+
+
+def test_a_tool_choice_naming_no_configured_tool_is_refused_with_the_field() -> None:
+    model = {**MINIMAL["model"], "toolChoice": "weather"}
+    with pytest.raises(errors.ConfigError, match=r"models\[0\]\.toolChoice: 'weather'"):
+        config.parse_config({**MINIMAL, "tools": [TOOL], "model": model})
+    with pytest.raises(errors.ConfigError, match=r"toolChoice: 'lookup'.*weather_api"):
+        config.parse_config({**MINIMAL, "tools": [TOOL], "toolChoice": "lookup"})
+
+
+def test_provider_auth_settings_are_checked() -> None:
+    model = {
+        **MINIMAL["model"],
+        "apiKeyHeader": "api-key",
+        "apiVersion": "2024-10-21",
+        "headersFromEnv": {"x-gateway-token": "GATEWAY_TOKEN"},
+        "caBundleFile": "/etc/ssl/gateway-ca.pem",
+    }
+    cfg = config.parse_config({**MINIMAL, "model": model})
+    assert cfg.model.api_key_header == "api-key"
+
+    with pytest.raises(errors.ConfigError, match="apiKeyHeader"):
+        config.parse_config({**MINIMAL, "model": {**model, "apiKeyHeader": "bad header"}})

@@ -161,3 +161,136 @@ async def test_no_time_left_means_no_call() -> None:
             await client.chat(MODEL, [{"role": "user", "content": "hi"}], time_limit=0.0)
     finally:
         await client.aclose()
+
+
+# --- errors the request's own body caused (not the provider's health) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "text"),
+    [
+        # llama.cpp's llama-server, for a null content beside tool calls
+        (
+            500,
+            '{"error":{"code":500,"message":"[json.exception.type_error.302] type must be '
+            'string, but is null","type":"server_error"}}',
+        ),
+        # vLLM / pydantic
+        (
+            400,
+            '{"object":"error","message":"1 validation error for ChatCompletionRequest\\n'
+            'messages.1.content Input should be a valid string","type":"BadRequestError"}',
+        ),
+        # a Rust server (serde)
+        (
+            422,
+            "Failed to deserialize the JSON body: messages[1]: "
+            "invalid type: null, expected a string",
+        ),
+        # OpenAI
+        (
+            400,
+            '{"error":{"message":"Invalid value for \'content\'","type":"invalid_request_error"}}',
+        ),
+    ],
+)
+def test_validation_errors_blame_the_request_whatever_the_status(status: int, text: str) -> None:
+    error = llm.classify_status(httpx.Response(status, text=text), MODEL, NOW)
+
+    assert type(error) is errors.LLMRequestInvalid
+    assert error.reason == "invalid_request"
+    assert not isinstance(
+        error, errors.TransientLLMError
+    )  # not retried, not held against the breaker
+
+
+def test_context_overflow_carries_the_numbers_the_server_gave() -> None:
+    text = (
+        '{"error":{"message":"This model\'s maximum context length is 8192 tokens. However, your '
+        'messages resulted in 9000 tokens.","code":"context_length_exceeded"}}'
+    )
+
+    error = llm.classify_status(httpx.Response(400, text=text), MODEL, NOW)
+
+    assert isinstance(error, errors.LLMContextOverflow)
+    assert (error.limit_tokens, error.requested_tokens) == (8192, 9000)
+    assert error.reason == "context_length_exceeded"
+
+
+def test_llama_cpp_context_overflow_is_read_from_its_own_fields() -> None:
+    text = (
+        '{"error":{"code":400,"message":"the request exceeds the available context size, try '
+        'increasing it","type":"exceed_context_size_error","n_prompt_tokens":5000,"n_ctx":4096}}'
+    )
+
+    error = llm.classify_status(httpx.Response(400, text=text), MODEL, NOW)
+
+    assert isinstance(error, errors.LLMContextOverflow)
+    assert (error.limit_tokens, error.requested_tokens) == (4096, 5000)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_that_says_nothing_about_the_request_is_the_providers_trouble(status: int) -> None:
+    error = llm.classify_status(httpx.Response(status, text="upstream connect error"), MODEL, NOW)
+
+    assert type(error) is errors.LLMServerError
+
+
+@pytest.mark.parametrize("status", [401, 403, 429])
+def test_auth_and_rate_limits_are_never_the_bodys_fault(status: int) -> None:
+    error = llm.classify_status(httpx.Response(status, text="validation error"), MODEL, NOW)
+
+    assert not isinstance(error, errors.LLMRequestInvalid)
+
+
+def test_a_few_kilobytes_of_the_providers_error_text_are_kept() -> None:
+    cause = "the actual cause"
+    text = "x" * 400 + cause + "y" * 10_000
+
+    error = llm.classify_status(httpx.Response(500, text=text), MODEL, NOW)
+
+    assert cause in str(error)
+    assert len(str(error)) <= llm.ERROR_TEXT_CHARS + 100
+
+
+def test_an_empty_answer_is_an_incomplete_response() -> None:
+    assert llm.parse_completion(body(content=""), MODEL, 0).empty
+    assert llm.parse_completion(body(content="  \n"), MODEL, 0).empty
+    assert not llm.parse_completion(body(content="ok"), MODEL, 0).empty
+
+
+@pytest.mark.parametrize(
+    ("agent", "model", "first", "expected"),
+    [
+        (None, None, True, None),
+        ("required", None, True, "required"),
+        ("required", None, False, "auto"),
+        ("weather_api", None, True, "weather_api"),
+        ("weather_api", None, False, "auto"),
+        ("none", None, False, "none"),
+        ("auto", "required", True, "required"),
+        ("required", "auto", True, "auto"),
+    ],
+)
+def test_tool_choice_forces_only_the_first_call_and_a_model_overrides_the_agent(
+    agent: str | None, model: str | None, first: bool, expected: str | None
+) -> None:
+    assert llm.effective_tool_choice(agent, model, first_call=first) == expected
+
+
+def test_tool_choice_is_sent_as_the_openai_api_defines_it() -> None:
+    assert llm.tool_choice_param("auto") == "auto"
+    assert llm.tool_choice_param("required") == "required"
+    assert llm.tool_choice_param("weather_api") == {
+        "type": "function",
+        "function": {"name": "weather_api"},
+    }
+
+
+def test_a_key_the_server_echoes_is_masked() -> None:
+    response = httpx.Response(401, text='{"error": {"message": "Incorrect API key: sk-secret-1"}}')
+
+    error = llm.classify_status(response, MODEL, NOW, secrets=["sk-secret-1"])
+
+    assert "sk-secret-1" not in str(error)
+    assert "Incorrect API key: ***" in str(error)

@@ -68,6 +68,7 @@ def test_stats_count_and_reset_but_keep_requests_in_flight() -> None:
         "by_rule": {"echo": 1},
         "delayed": 1,
         "delayed_ms": 250.0,
+        "by_tool_choice": {},
     }
     s.reset()
     assert s.snapshot()["total"] == 0

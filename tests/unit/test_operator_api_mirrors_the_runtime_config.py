@@ -26,9 +26,9 @@ def _fields(model: type[BaseModel], *, drop: set[str]) -> dict[str, Any]:
     }
 
 
-def test_model_spec_is_the_runtime_model_config_with_a_secret_instead_of_an_env_var() -> None:
-    ours = _fields(api.ModelSpec, drop={"apiKeySecretRef"})
-    runtime = _fields(config.ModelConfig, drop={"apiKeyEnv"})
+def test_model_spec_is_the_runtime_model_config_with_secrets_instead_of_env_vars() -> None:
+    ours = _fields(api.ModelSpec, drop={"apiKeySecretRef", "headersFrom"})
+    runtime = _fields(config.ModelConfig, drop={"apiKeyEnv", "headersFromEnv"})
 
     assert set(ours) == set(runtime)
     for name in ours:

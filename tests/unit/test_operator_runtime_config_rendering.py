@@ -171,3 +171,51 @@ def test_auth_tokens_become_a_file_path() -> None:
     assert rendered.auth_tokens is not None
     assert rendered.auth_tokens.name == "api-tokens"
     assert rendered.config.server.port == rendering.SERVER_PORT
+
+
+def test_provider_access_and_tool_choice_reach_the_runtime_with_secrets_as_env_names() -> None:
+    spec = {
+        **MINIMAL_AGENT,
+        "agent": {
+            "systemPrompt": "You help.",
+            "toolChoice": "required",
+            "tools": [{"name": "lookup", "url": "http://tools/lookup"}],
+            "model": {
+                "endpoint": "https://res.openai.azure.com/openai/deployments/gpt",
+                "name": "gpt-4o-mini",
+                "apiKeySecretRef": {"name": "azure", "key": "key"},
+                "apiKeyHeader": "api-key",
+                "apiVersion": "2024-10-21",
+                "headers": {"x-route": "blue"},
+                "headersFrom": [
+                    {"name": "x-gateway-token", "secretKeyRef": {"name": "gw", "key": "token"}}
+                ],
+                "caBundleFile": "/etc/ssl/gw.pem",
+                "contextWindowTokens": 8192,
+                "toolChoice": "lookup",
+            },
+        },
+    }
+
+    rendered = _render(spec)
+    model = rendered.config.model
+    env = {e.name: (e.secret.name, e.secret.key) for e in rendered.secret_env}
+
+    assert rendered.config.tool_choice == "required"
+    assert (model.tool_choice, model.api_key_header, model.api_version) == (
+        "lookup",
+        "api-key",
+        "2024-10-21",
+    )
+    assert model.headers == {"x-route": "blue"}
+    assert model.headers_from_env == {"x-gateway-token": "PILOTHOUSE_MODEL_0_HEADER_0"}
+    assert env["PILOTHOUSE_MODEL_0_HEADER_0"] == ("gw", "token")
+    assert (model.ca_bundle_file, model.context_window_tokens) == ("/etc/ssl/gw.pem", 8192)
+    assert "gw" not in rendered.document.replace("gw.pem", "")
+
+
+def test_a_tool_choice_naming_no_tool_is_reported_at_its_field() -> None:
+    spec = {**MINIMAL_AGENT, "agent": {**MINIMAL_AGENT["agent"], "toolChoice": "lookup"}}
+
+    with pytest.raises(errors.SpecError, match="toolChoice: 'lookup'"):
+        _render(spec)

@@ -262,3 +262,37 @@ async def test_call_with_retries_stops_at_the_attempt_limit() -> None:
     with pytest.raises(errors.LLMTimeout, match=f"#{CFG.attempts}"):
         await retries.call_with_retries(call, CFG, deadline, random.Random(2), sleep=no_sleep)
     assert seen == list(range(1, CFG.attempts + 1))
+
+
+def empty_answer() -> errors.LLMError:
+    return errors.LLMEmptyAnswer("empty answer", model="m")
+
+
+def test_an_empty_answer_is_asked_again_once_at_once() -> None:
+    rng = random.Random(1)
+    one_attempt = config.RetryConfig(attempts=1)
+
+    first = retries.plan_retry(empty_answer(), 1, one_attempt, rng, FAR)
+    second = retries.plan_retry(empty_answer(), 2, CFG, rng, FAR)
+
+    assert (first.wait, first.reason) == (0.0, retries.RETRY)
+    assert (second.wait, second.reason) == (None, retries.ATTEMPTS_EXHAUSTED)
+
+
+def test_an_empty_answer_is_not_asked_again_past_the_deadline() -> None:
+    plan = retries.plan_retry(empty_answer(), 1, CFG, random.Random(1), 0.0)
+
+    assert (plan.wait, plan.reason) == (None, retries.DEADLINE)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.LLMRequestInvalid("HTTP 500: type must be string", model="m", status=500),
+        errors.LLMContextOverflow("HTTP 400: maximum context length", model="m", status=400),
+    ],
+)
+def test_errors_the_request_caused_are_not_retried(error: errors.LLMError) -> None:
+    plan = retries.plan_retry(error, 1, CFG, random.Random(1), FAR)
+
+    assert (plan.wait, plan.reason) == (None, retries.NOT_TRANSIENT)
