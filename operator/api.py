@@ -331,8 +331,32 @@ class ServerSpec(_Model):
     max_input_chars: int = Field(default=32_000, ge=1)
     """Largest ``input`` accepted (422 beyond); policies may set lower limits."""
     auth_tokens_secret_ref: SecretKeyRef | None = None
-    """Secret key holding bearer tokens, one per line; none leaves the API unauthenticated
-    (for clusters where a mesh or network policy guards it)."""
+    """Secret key holding the token file (``TOKEN IDENTITY ROLE[,ROLE]`` lines); setting it
+    makes ``authentication`` default to ``tokens``."""
+    authentication: Literal["kubernetes", "tokens", "none"] | None = None
+    """Who may call the API. ``kubernetes`` (the default): callers send Kubernetes tokens,
+    checked with TokenReview and authorised by RBAC on ``agentdeployments/requests``,
+    ``/history``, ``/approvals`` and ``/endusers`` (the operator lets the agent's
+    ServiceAccount make those reviews). ``tokens``: the token file of ``authTokensSecretRef``.
+    ``none``: anyone who reaches the API may do anything (the status says so)."""
+
+    @model_validator(mode="after")
+    def _tokens_need_a_file(self) -> ServerSpec:
+        if self.authentication == "tokens" and self.auth_tokens_secret_ref is None:
+            raise ValueError("authentication: tokens needs authTokensSecretRef")
+        if self.authentication in ("kubernetes", "none") and self.auth_tokens_secret_ref:
+            raise ValueError(
+                f"authentication: {self.authentication} does not use authTokensSecretRef; "
+                "remove it or set authentication: tokens"
+            )
+        return self
+
+    @property
+    def auth_mode(self) -> str:
+        """The authentication in force: ``kubernetes``, ``tokens`` or ``none``."""
+        if self.authentication is not None:
+            return self.authentication
+        return "tokens" if self.auth_tokens_secret_ref is not None else "kubernetes"
 
 
 # ------------------------------------------------------------------------------------ the pods

@@ -26,10 +26,12 @@ __all__ = [
     "build_configmap",
     "build_deployment",
     "build_pdb",
+    "build_review_binding",
     "build_service",
     "build_service_account",
     "effective_min_replicas",
     "owner_reference",
+    "review_binding_name",
     "static_replicas",
 ]
 
@@ -173,7 +175,8 @@ def build_deployment(
     grace = spec.workers.shutdown_grace_seconds + PRE_STOP_SLEEP_SECONDS + SHUTDOWN_MARGIN_SECONDS
     pod: Manifest = {
         "serviceAccountName": tpl.service_account_name or labels.child_name(name),
-        "automountServiceAccountToken": False,
+        # The runtime reviews its callers' tokens with its own (kubernetes authentication).
+        "automountServiceAccountToken": rendered.config.server.kubernetes_auth.enabled,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": math.ceil(grace),
         "securityContext": _pod_security(tpl.security_context, defaults),
@@ -214,6 +217,44 @@ def build_deployment(
                 "spec": pod,
             },
         },
+    }
+
+
+REVIEWER_CLUSTER_ROLE: Final = "system:auth-delegator"
+"""The API server's built-in ClusterRole of exactly ``create`` on ``tokenreviews`` and
+``subjectaccessreviews`` (what kube-rbac-proxy and aggregated API servers are bound to)."""
+
+
+def review_binding_name(namespace: str, agent: str) -> str:
+    """Name of the ClusterRoleBinding that lets an agent review its callers."""
+    return f"pilothouse:reviews:{namespace}:{agent}"
+
+
+def build_review_binding(
+    agent: resources.Agent, rendered: rendering.RenderedConfig
+) -> Manifest | None:
+    """With Kubernetes authentication: the ClusterRoleBinding of the agent's ServiceAccount to
+    :data:`REVIEWER_CLUSTER_ROLE`, and nothing more (token and access reviews are cluster-scoped,
+    so no RoleBinding can grant them). Cluster-scoped, so it cannot be owned by the agent: the
+    operator deletes it with the agent (labels find it). None without Kubernetes
+    authentication."""
+    if not rendered.config.server.kubernetes_auth.enabled:
+        return None
+    name, namespace = agent.meta.name, agent.meta.namespace
+    account = agent.spec.pod_template.service_account_name or labels.child_name(name)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": review_binding_name(namespace, name),
+            "labels": {**labels.common_labels(name), labels.AGENT_NAMESPACE_KEY: namespace},
+        },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": REVIEWER_CLUSTER_ROLE,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
     }
 
 

@@ -93,3 +93,35 @@ def test_the_pod_disruption_budget_appears_only_from_two_replicas() -> None:
     assert "PodDisruptionBudget" in kinds(
         {**MINIMAL_AGENT, "scaling": {"minReplicas": 2, "maxReplicas": 5}}
     )
+
+
+def test_kubernetes_authentication_lets_the_agents_account_review_callers() -> None:
+    agent = support_agent()
+    rendered = rendering.render(agent, [], system_prompt="You help.", defaults=DEFAULTS)
+    assert rendered.config.server.authentication == "kubernetes"  # the default
+    binding = manifests.build_review_binding(agent, rendered)
+    assert_golden("operator_review_binding.yaml", [binding])
+    pod = manifests.build_deployment(agent, rendered, replicas=1, defaults=DEFAULTS)
+    assert pod["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+
+    # Its own ServiceAccount, when the pods run as an existing one.
+    spec = {**MINIMAL_AGENT, "podTemplate": {"serviceAccountName": "existing-sa"}}
+    other = resources.parse_agent(agent_body(spec, name="ops-bot"))
+    rendered = rendering.render(other, [], system_prompt="", defaults=DEFAULTS)
+    found = manifests.build_review_binding(other, rendered)
+    assert found is not None
+    assert found["subjects"] == [
+        {"kind": "ServiceAccount", "name": "existing-sa", "namespace": other.meta.namespace}
+    ]
+
+
+def test_without_kubernetes_authentication_no_binding_and_no_token() -> None:
+    for server in (
+        {"authentication": "none"},
+        {"authTokensSecretRef": {"name": "api-tokens", "key": "tokens"}},
+    ):
+        agent = resources.parse_agent(agent_body({**MINIMAL_AGENT, "server": server}))
+        rendered = rendering.render(agent, [], system_prompt="", defaults=DEFAULTS)
+        assert manifests.build_review_binding(agent, rendered) is None
+        pod = manifests.build_deployment(agent, rendered, replicas=1, defaults=DEFAULTS)
+        assert pod["spec"]["template"]["spec"]["automountServiceAccountToken"] is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -342,3 +343,11 @@ def test_an_unchanged_status_needs_no_patch() -> None:
     again = _after_reconcile(_deployment(want=2, ready=2, updated=2), previous=status, now=T1)
 
     assert statuses.merge_patch(status.document(), again.document()) == {}
+
+
+def test_the_status_says_how_callers_are_authenticated() -> None:
+    for mode in ("kubernetes", "tokens", "none"):
+        outcome = dataclasses.replace(RENDERED, authentication=mode)
+        status = _after_reconcile(_deployment(want=2, ready=2, updated=2), outcome=outcome)
+        assert status.authentication == mode
+        assert status.model_dump(by_alias=True, exclude_none=True)["authentication"] == mode

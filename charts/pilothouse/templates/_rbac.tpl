@@ -59,6 +59,18 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+# Agents authenticate their callers with Kubernetes tokens and RBAC (the default): each agent's
+# ServiceAccount gets one ClusterRoleBinding to system:auth-delegator (create tokenreviews and
+# subjectaccessreviews, nothing else), applied with the agent and deleted with it.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterrolebindings"]
+  verbs: ["create", "patch", "delete"]
+# The API server lets the operator bind a role only if it holds the role's rights or may bind
+# it: it may bind this one role and no other.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  resourceNames: ["system:auth-delegator"]
+  verbs: ["bind"]
 {{- if .Values.rbac.crdRead }}
 # Kopf notices CRDs installed or upgraded while it runs.
 - apiGroups: ["apiextensions.k8s.io"]
