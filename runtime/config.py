@@ -415,10 +415,13 @@ class Enforcement(StrEnum):
 
 
 class CostLimitPolicy(_Model):
-    """Spend per agent over a rolling hour."""
+    """Spend over a rolling hour, of the whole agent or of each end user."""
 
     max_usd_per_hour: float = Field(gt=0)
     """Calls whose estimate would take the last hour's spend past this are denied."""
+    per: Literal["agent", "user"] = "agent"
+    """Whose spend: the whole agent's, or each end user's (the authenticated caller, or the
+    end user a caller with the delegate role names)."""
 
 
 class RateLimitPolicy(_Model):

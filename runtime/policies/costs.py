@@ -1,4 +1,4 @@
-"""The CostLimit policy section: an agent's spend over a rolling hour, kept in Redis.
+"""The CostLimit policy section: spend over a rolling hour, of an agent or each end user.
 
 Before an LLM call the engine *reserves* the call's estimated cost: if the spend of the last
 hour plus the estimate would exceed ``maxUsdPerHour`` the call is denied, else the estimate is
@@ -8,9 +8,12 @@ the check and the reservation are one atomic step, N replicas together can overs
 only by what their in-flight calls cost above their estimates.
 
 The spend is a Redis hash per agent (shared by every policy with a cost limit, since it is the
-agent's money) of one-minute buckets in integer nano-USD; the window is the current minute and
-the 59 before it, so spend leaves the window up to a minute late (the limit errs on the safe
-side). :func:`reserve` is the same algorithm in pure Python, the reference for the script.
+agent's money), and one per end user of the agent when a limit says ``per: user`` (keyed on the
+authenticated caller, or the end user a delegating caller names), of one-minute buckets in
+integer nano-USD; the window is the current minute and the 59 before it, so spend leaves the
+window up to a minute late (the limit errs on the safe side). A call reserves its estimate in
+every spend it is checked against, all or nothing. :func:`reserve_keys` is the same algorithm
+in pure Python, the reference for the script.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ __all__ = [
     "Reservation",
     "minute_of",
     "reserve",
+    "reserve_keys",
     "spend_key",
     "to_nano",
+    "user_spend_key",
 ]
 
 NANO_PER_USD: Final = 1_000_000_000
@@ -54,6 +59,11 @@ def spend_key(prefix: str, namespace: str, agent: str) -> str:
     return f"{prefix}:{{{namespace}/{agent}}}:spend"
 
 
+def user_spend_key(prefix: str, namespace: str, agent: str, user: str) -> str:
+    """One end user's spend hash (same hash tag as the agent's: one script sees both)."""
+    return f"{spend_key(prefix, namespace, agent)}:user:{user}"
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """What :func:`reserve` found: the spend before the call and whether it was reserved."""
@@ -70,18 +80,38 @@ def reserve(
     *,
     commit: bool,
 ) -> Reservation:
-    """The reference algorithm of ``cost_reserve.lua``; mutates ``buckets`` like the script
-    mutates the hash. ``limits`` are (limit in nano-USD, enforced) pairs."""
+    """One spend: :func:`reserve_keys` with every limit on ``buckets``. ``limits`` are (limit
+    in nano-USD, enforced) pairs."""
+    spents, reserved = reserve_keys(
+        [buckets], minute, estimate_nano, [(0, lim, on) for lim, on in limits], commit=commit
+    )
+    return Reservation(spents[0], reserved)
+
+
+def reserve_keys(
+    spends: Sequence[dict[int, int]],
+    minute: int,
+    estimate_nano: int,
+    limits: Sequence[tuple[int, int, bool]],
+    *,
+    commit: bool,
+) -> tuple[list[int], bool]:
+    """The reference algorithm of ``cost_reserve.lua``; mutates the ``spends`` like the script
+    mutates the hashes. ``limits`` are (index of the spend, limit in nano-USD, enforced).
+    Returns each spend before the call and whether the estimate was reserved (in all)."""
     oldest = minute - (WINDOW_MINUTES - 1)
-    for m in [m for m in buckets if m < oldest]:
-        del buckets[m]
-    spent = max(0, sum(buckets.values()))
-    blocked = any(enforced and spent + estimate_nano > limit for limit, enforced in limits)
+    spent = []
+    for buckets in spends:
+        for m in [m for m in buckets if m < oldest]:
+            del buckets[m]
+        spent.append(max(0, sum(buckets.values())))
+    blocked = any(enforced and spent[k] + estimate_nano > limit for k, limit, enforced in limits)
     if blocked or not commit:
-        return Reservation(spent, False)
+        return spent, False
     if estimate_nano > 0:
-        buckets[minute] = buckets.get(minute, 0) + estimate_nano
-    return Reservation(spent, True)
+        for buckets in spends:
+            buckets[minute] = buckets.get(minute, 0) + estimate_nano
+    return spent, True
 
 
 def window_spend(buckets: Mapping[int, int], minute: int) -> int:
@@ -98,13 +128,17 @@ class CostLimitSection:
     def __init__(self, spec: config.CostLimitPolicy) -> None:
         self.max_usd_per_hour = spec.max_usd_per_hour
         self.limit_nano = to_nano(spec.max_usd_per_hour)
+        self.per = spec.per
 
-    def finding(self, spent_nano: int, estimate_nano: int) -> findings.Finding | None:
+    def finding(
+        self, spent_nano: int, estimate_nano: int, *, user: str | None = None
+    ) -> findings.Finding | None:
         if spent_nano + estimate_nano <= self.limit_nano:
             return None
+        whose = f" by user {user}" if self.per == "user" else ""
         return findings.denied(
             self.name,
-            f"${spent_nano / NANO_PER_USD:.4f} spent in the last hour + "
+            f"${spent_nano / NANO_PER_USD:.4f} spent{whose} in the last hour + "
             f"${estimate_nano / NANO_PER_USD:.4f} estimated for this call would exceed "
             f"the limit of ${self.max_usd_per_hour:.2f}/hour",
         )

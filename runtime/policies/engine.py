@@ -156,6 +156,7 @@ class PolicyEngine:
         self._prefix = cfg.redis.key_prefix
         self._namespace = cfg.namespace
         self._has_cost = any(p.cost for p in self._policies)
+        self._per_user_cost = any(p.cost and p.cost.per == "user" for p in self._policies)
         self._reservations: collections.OrderedDict[tuple[str, str, int], tuple[int, int]] = (
             collections.OrderedDict()
         )
@@ -207,12 +208,12 @@ class PolicyEngine:
             minute, delta = reserved[0], costs.to_nano(actual_cost_usd) - reserved[1]
         if delta == 0:
             return
-        key = costs.spend_key(self._prefix, self._namespace, action.agent_id)
         try:
             async with asyncio.timeout(self._timeout):
                 pipe = self._redis.pipeline(transaction=False)
-                pipe.hincrby(key, str(minute), delta)
-                pipe.expire(key, costs.KEY_TTL_SECONDS)
+                for key in self._spend_keys(action):
+                    pipe.hincrby(key, str(minute), delta)
+                    pipe.expire(key, costs.KEY_TTL_SECONDS)
                 await pipe.execute()
         except _REDIS_ERRORS as e:
             log.warning(
@@ -322,19 +323,29 @@ class PolicyEngine:
     ) -> dict[int, _Outcome]:
         minute = costs.minute_of(self._clock())
         estimate = costs.to_nano(action.estimated_cost_usd)
+        keys = self._spend_keys(action)
         args: list[int | str] = [minute, estimate, int(commit), costs.KEY_TTL_SECONDS]
         for _, p in indexed:
             assert p.cost is not None
-            args += [p.cost.limit_nano, int(not p.dry_run)]
-        key = costs.spend_key(self._prefix, self._namespace, action.agent_id)
-        spent, reserved = await self._cost_script(keys=[key], args=args)
+            args += [1 if p.cost.per == "agent" else 2, p.cost.limit_nano, int(not p.dry_run)]
+        *spent, reserved = await self._cost_script(keys=list(keys), args=args)
         if reserved:
             self._remember(action, minute, estimate)
+        user = action.user or rates.ANONYMOUS
         out: dict[int, _Outcome] = {}
         for i, p in indexed:
             assert p.cost is not None
-            out[i] = _Outcome(p.cost.finding(int(spent), estimate))
+            seen = int(spent[0 if p.cost.per == "agent" else 1])
+            out[i] = _Outcome(p.cost.finding(seen, estimate, user=user))
         return out
+
+    def _spend_keys(self, action: hooks.Action) -> tuple[str, ...]:
+        """The agent's spend, and the end user's when a cost limit is per user."""
+        agent = costs.spend_key(self._prefix, self._namespace, action.agent_id)
+        if not self._per_user_cost:
+            return (agent,)
+        user = action.user or rates.ANONYMOUS
+        return agent, costs.user_spend_key(self._prefix, self._namespace, action.agent_id, user)
 
     def _remember(self, action: hooks.Action, minute: int, estimate: int) -> None:
         self._reservations[(action.agent_id, action.request_id, action.step)] = (minute, estimate)

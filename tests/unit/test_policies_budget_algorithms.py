@@ -87,3 +87,26 @@ def test_rate_scope_follows_per() -> None:
     assert per_user.scope(anonymous) == "user:_anonymous"
     assert per_tenant.scope(action) == "tenant:t1"
     assert per_agent.scope(action) == "agent"
+
+
+def test_a_per_user_cost_limit_reserves_in_the_agents_and_the_users_spend() -> None:
+    agent: dict[int, int] = {}
+    alice: dict[int, int] = {}
+    # Agent limit 100, alice's limit 30 (key 1): three calls of 10 fit, the fourth does not.
+    limits = [(0, 100, True), (1, 30, True)]
+    for _ in range(3):
+        spent, ok = costs.reserve_keys([agent, alice], 1000, 10, limits, commit=True)
+        assert ok
+    spent, ok = costs.reserve_keys([agent, alice], 1000, 10, limits, commit=True)
+    assert (spent, ok) == ([30, 30], False)
+    assert (agent, alice) == ({1000: 30}, {1000: 30})  # all or nothing: nothing reserved
+    # Another user's spend is their own; the agent's is shared.
+    bob: dict[int, int] = {}
+    spent, ok = costs.reserve_keys([agent, bob], 1000, 10, limits, commit=True)
+    assert (spent, ok) == ([30, 0], True)
+    assert agent == {1000: 40}
+    # A dry-run user limit lets the call through (and still counts it).
+    spent, ok = costs.reserve_keys([agent, alice], 1000, 10, [(0, 100, True), (1, 30, False)],
+                                   commit=True)  # fmt: skip
+    assert (spent, ok) == ([40, 30], True)
+    assert alice == {1000: 40}
