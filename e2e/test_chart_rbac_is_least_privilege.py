@@ -4,10 +4,12 @@ The real operator (``pilothouse-operator``, the image's entry point, run from th
 with the arguments of the chart's Deployment and the token of the chart's ServiceAccount, bound
 to the chart's (Cluster)Role, against the real API server, through a recording proxy
 (:mod:`api_recorder`). It then goes through everything it does for a living: an agent with a
-policy, a prompt from a ConfigMap and two replicas (so a PodDisruptionBudget), Ready; scaled down
-to one (the budget pruned); switched to autoscaling with a backlog in a real Redis whose URL is in
-a Secret (the Deployment scaled through its scale subresource); deleted (its finalizer removed).
-Standby replicas peer through a Kopf peering object, namespaced scope works from Roles alone.
+policy, a prompt from a ConfigMap, two replicas (so a PodDisruptionBudget) and a NetworkPolicy,
+Ready; scaled down to one without network rules (the budget and the NetworkPolicy pruned);
+switched to autoscaling with a backlog in a real Redis whose URL is in a Secret (the Deployment
+scaled through its scale subresource); deleted (its finalizer removed, its review
+ClusterRoleBinding deleted). Standby replicas peer through a Kopf peering object, namespaced
+scope works from Roles alone.
 
 Then: no request was refused, and the (group, resource, verb) the operator used are exactly those
 the chart grants. And each rule is needed: without it, the API server refuses the operator.
@@ -170,7 +172,7 @@ def agent_objects(redis_url: str) -> list[dict[str, Any]]:
         "data": {"system": "You answer questions about RBAC."},
     }
     policy = h.policy_manifest(POLICY, {"costLimit": {"maxUsdPerHour": 10}})
-    agent = h.small_agent(AGENT, replicas=2, policyRefs=[{"name": POLICY}])
+    agent = h.small_agent(AGENT, replicas=2, policyRefs=[{"name": POLICY}], network={})
     agent["spec"]["agent"].pop("systemPrompt")
     agent["spec"]["agent"]["systemPromptFrom"] = {
         "configMapKeyRef": {"name": PROMPTS, "key": "system"}
@@ -199,9 +201,16 @@ def run_life_cycle(
         "the policy's status to name the agent",
     )
 
-    patch = json.dumps({"spec": {"replicas": 1}})
+    until(lambda: h.get(cluster, "networkpolicy", AGENT, namespace), bool, "its NetworkPolicy")
+
+    patch = json.dumps({"spec": {"replicas": 1, "network": None}})
     cluster.kubectl("patch", "agd", AGENT, "-n", namespace, "--type=merge", "-p", patch)
     until(lambda: h.get(cluster, "pdb", AGENT, namespace), lambda p: p is None, "the budget pruned")
+    until(
+        lambda: h.get(cluster, "networkpolicy", AGENT, namespace),
+        lambda p: p is None,
+        "the NetworkPolicy pruned",
+    )
 
     push_backlog(redis_url, namespace, 12)  # ceil(12 / 5) = 3 replicas
     patch = json.dumps({"spec": {"replicas": None, "scaling": SCALING}})

@@ -33,9 +33,14 @@ __all__ = [
     "AgentSpec",
     "AuditSpec",
     "ConfigMapKeyRef",
+    "EgressRule",
     "HeaderFromSecret",
+    "IPBlock",
     "LocalObjectReference",
     "ModelSpec",
+    "NetworkPeer",
+    "NetworkPort",
+    "NetworkSpec",
     "PodSecurityOverrides",
     "PodTemplateOverrides",
     "PolicyRef",
@@ -438,6 +443,66 @@ _REPLICAS_XOR_MESSAGE = (
 )
 
 
+class IPBlock(_Model):
+    """Addresses outside the cluster's pods (or the API server's)."""
+
+    cidr: str = Field(min_length=1, max_length=64)
+    """An IPv4 or IPv6 CIDR, e.g. ``10.0.0.0/16``."""
+    except_: tuple[str, ...] = Field(default=(), alias="except", max_length=32)
+    """CIDRs inside ``cidr`` to leave out."""
+
+
+class NetworkPeer(_Model):
+    """Who (or where): pods selected by namespace and pod labels, or addresses. A peer with
+    both selectors means those pods in those namespaces."""
+
+    namespace_selector: selectors.LabelSelector | None = None
+    """Namespaces (``{}``: all); none with ``podSelector``: the agent's namespace."""
+    pod_selector: selectors.LabelSelector | None = None
+    """Pods (``{}``: all) in the namespaces selected."""
+    ip_block: IPBlock | None = None
+    """Addresses (exclusive with the selectors)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NetworkPeer:
+        selects = self.namespace_selector is not None or self.pod_selector is not None
+        if selects == (self.ip_block is not None):
+            raise ValueError("give namespaceSelector and/or podSelector, or ipBlock")
+        return self
+
+
+class NetworkPort(_Model):
+    """A port of a destination."""
+
+    port: int = Field(ge=1, le=65535)
+    """Port number."""
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    """Protocol."""
+
+
+class EgressRule(_Model):
+    """Somewhere the agent must reach: Redis, PostgreSQL, the model and tool endpoints, the
+    Kubernetes API (Kubernetes authentication)."""
+
+    to: tuple[NetworkPeer, ...] = Field(min_length=1, max_length=32)
+    """Destinations."""
+    ports: tuple[NetworkPort, ...] = Field(default=(), max_length=32)
+    """Ports; none: every port of those destinations."""
+
+
+class NetworkSpec(_Model):
+    """The agent's NetworkPolicy: who may call it, and (with ``egress``) where it may go."""
+
+    api_from: tuple[NetworkPeer, ...] = Field(default=(), max_length=32)
+    """Who may connect to the API port; none: pods of the agent's own namespace only."""
+    metrics_from: tuple[NetworkPeer, ...] = Field(default=(), max_length=32)
+    """Who may scrape metrics (e.g. the monitoring namespace). Metrics share the API's port, so
+    these peers reach that port too; the API still authenticates every call."""
+    egress: tuple[EgressRule, ...] | None = Field(default=None, max_length=32)
+    """Where the agent may connect, besides DNS (always allowed); none (the field absent)
+    leaves egress open."""
+
+
 class AgentDeploymentSpec(_Model):
     """An agent and how it runs: the operator turns it into a ConfigMap with the runtime config,
     a Deployment, a Service, a ServiceAccount and a PodDisruptionBudget."""
@@ -479,6 +544,9 @@ class AgentDeploymentSpec(_Model):
     """Logs, metrics, traces; ``otlpEndpoint`` defaults to the operator's."""
     server: ServerSpec = ServerSpec()
     """HTTP API limits and authentication."""
+    network: NetworkSpec | None = None
+    """A NetworkPolicy for the agent's pods: ingress to the API only from the peers named,
+    egress (when given) only where the agent must go. None: no NetworkPolicy."""
     resources: ResourceRequirements | None = None
     """CPU and memory of the runtime container; the operator's defaults when omitted."""
     pod_template: PodTemplateOverrides = PodTemplateOverrides()

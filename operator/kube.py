@@ -43,6 +43,7 @@ _PLURALS: Final = {
     "Event": "events",
     "Deployment": "deployments",
     "PodDisruptionBudget": "poddisruptionbudgets",
+    "NetworkPolicy": "networkpolicies",
     api.AGENT_KIND: api.AGENT_PLURAL,
     api.POLICY_KIND: api.POLICY_PLURAL,
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from operator_support import (
     DEFAULTS,
     MINIMAL_AGENT,
@@ -18,7 +19,7 @@ from operator_support import (
     targeting_order,
 )
 
-from pilothouse.operator import labels, manifests, rendering, resources
+from pilothouse.operator import errors, labels, manifests, rendering, resources
 
 
 def _children(agent: resources.Agent, policies: list[resources.Policy], replicas: int) -> Any:
@@ -125,3 +126,58 @@ def test_without_kubernetes_authentication_no_binding_and_no_token() -> None:
         assert manifests.build_review_binding(agent, rendered) is None
         pod = manifests.build_deployment(agent, rendered, replicas=1, defaults=DEFAULTS)
         assert pod["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+NETWORK = {
+    "apiFrom": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "chat"}}},
+        {"podSelector": {"matchLabels": {"app": "chat-frontend"}}},
+    ],
+    "metricsFrom": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ],
+    "egress": [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "data"}},
+                    "podSelector": {"matchLabels": {"app": "redis"}},
+                }
+            ],
+            "ports": [{"port": 6379}],
+        },
+        {
+            "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}],
+            "ports": [{"port": 443}],
+        },
+    ],
+}
+
+
+def test_spec_network_becomes_the_agents_network_policy() -> None:
+    agent = resources.parse_agent(agent_body({**MINIMAL_AGENT, "network": NETWORK}))
+    children = _children(agent, [], replicas=1)
+    assert [c["kind"] for c in children][-1] == "NetworkPolicy"
+    assert_golden("operator_network_policy.yaml", [children[-1]])
+
+
+def test_network_policy_defaults_ingress_to_the_namespace_and_leaves_egress_open() -> None:
+    agent = resources.parse_agent(agent_body({**MINIMAL_AGENT, "network": {}}))
+    policy = manifests.build_network_policy(agent)
+    assert policy is not None
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [
+        {"from": [{"podSelector": {}}], "ports": [{"port": 8080, "protocol": "TCP"}]}
+    ]
+    assert "egress" not in policy["spec"]
+    no_network = resources.parse_agent(agent_body(dict(MINIMAL_AGENT)))
+    assert manifests.build_network_policy(no_network) is None
+
+
+def test_a_network_peer_is_selectors_or_addresses_never_both() -> None:
+    bad = {
+        **MINIMAL_AGENT,
+        "network": {"apiFrom": [{"podSelector": {}, "ipBlock": {"cidr": "10.0.0.0/8"}}]},
+    }
+    with pytest.raises(errors.SpecError, match="namespaceSelector and/or podSelector, or ipBlock"):
+        resources.parse_agent(agent_body(bad))

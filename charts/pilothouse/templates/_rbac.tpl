@@ -33,6 +33,11 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "create", "patch", "delete"]
+# An agent's NetworkPolicy exists only with spec.network: without, the operator finds (list)
+# and deletes it.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "create", "patch", "delete"]
 # The autoscaler reads the Redis URL of an agent with spec.scaling from its Secret (or the
 # runtime.redis Secret). Nothing else reads Secrets: pods get them as references.
 - apiGroups: [""]
