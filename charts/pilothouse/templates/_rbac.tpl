@@ -38,11 +38,14 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["list", "create", "patch", "delete"]
+{{- if .Values.rbac.secretRead }}
 # The autoscaler reads the Redis URL of an agent with spec.scaling from its Secret (or the
-# runtime.redis Secret). Nothing else reads Secrets: pods get them as references.
+# runtime.redis Secret). Nothing else reads Secrets: pods get them as references. Without
+# (rbac.secretRead: false) it reads operator.autoscalerRedis for every agent.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- end }}
 # Events on AgentDeployments and AgentPolicies (the reconciler's and Kopf's warnings).
 - apiGroups: [""]
   resources: ["events"]
@@ -64,6 +67,7 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+{{- if .Values.rbac.agentTokenReviews }}
 # Agents authenticate their callers with Kubernetes tokens and RBAC (the default): each agent's
 # ServiceAccount gets one ClusterRoleBinding to system:auth-delegator (create tokenreviews and
 # subjectaccessreviews, nothing else), applied with the agent and deleted with it.
@@ -76,6 +80,7 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
   resources: ["clusterroles"]
   resourceNames: ["system:auth-delegator"]
   verbs: ["bind"]
+{{- end }}
 {{- if .Values.rbac.crdRead }}
 # Kopf notices CRDs installed or upgraded while it runs.
 - apiGroups: ["apiextensions.k8s.io"]
