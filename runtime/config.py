@@ -415,13 +415,21 @@ class Enforcement(StrEnum):
 
 
 class CostLimitPolicy(_Model):
-    """Spend over a rolling hour, of the whole agent or of each end user."""
+    """Spend over a rolling hour and/or day, of the whole agent or of each end user."""
 
-    max_usd_per_hour: float = Field(gt=0)
+    max_usd_per_hour: float | None = Field(default=None, gt=0)
     """Calls whose estimate would take the last hour's spend past this are denied."""
+    max_usd_per_day: float | None = Field(default=None, gt=0)
+    """Calls whose estimate would take the last 24 hours' spend past this are denied."""
     per: Literal["agent", "user"] = "agent"
     """Whose spend: the whole agent's, or each end user's (the authenticated caller, or the
     end user a caller with the delegate role names)."""
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> CostLimitPolicy:
+        if self.max_usd_per_hour is None and self.max_usd_per_day is None:
+            raise ValueError("set maxUsdPerHour, maxUsdPerDay or both")
+        return self
 
 
 class RateLimitPolicy(_Model):

@@ -21,19 +21,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from pilothouse.runtime import config
 from pilothouse.runtime.policies import findings
 
 __all__ = [
+    "DAY_HOURS",
     "NANO_PER_USD",
     "WINDOW_MINUTES",
     "CostLimitSection",
     "Reservation",
+    "Spend",
+    "SpendKey",
     "minute_of",
     "reserve",
     "reserve_keys",
+    "spend_at",
     "spend_key",
     "to_nano",
     "user_spend_key",
@@ -42,6 +46,28 @@ __all__ = [
 NANO_PER_USD: Final = 1_000_000_000
 WINDOW_MINUTES: Final = 60
 KEY_TTL_SECONDS: Final = (WINDOW_MINUTES + 1) * 60
+DAY_HOURS: Final = 24
+"""The daily window: the current hour and the 23 before (hourly buckets)."""
+DAY_KEY_TTL_SECONDS: Final = (DAY_HOURS + 1) * 3600
+Window = Literal["hour", "day"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpendKey:
+    """A spend hash in Redis and where a call at some time lands in it."""
+
+    key: str
+    bucket: int
+    window: int
+    ttl: int
+
+
+def spend_at(key: str, window: Window, now: float) -> SpendKey:
+    """The hourly spend (``key``, minute buckets) or the daily one (``key:day``, hour buckets)
+    at wall-clock ``now``."""
+    if window == "hour":
+        return SpendKey(key, minute_of(now), WINDOW_MINUTES, KEY_TTL_SECONDS)
+    return SpendKey(f"{key}:day", int(now // 3600), DAY_HOURS, DAY_KEY_TTL_SECONDS)
 
 
 def to_nano(usd: float) -> int:
@@ -80,37 +106,47 @@ def reserve(
     *,
     commit: bool,
 ) -> Reservation:
-    """One spend: :func:`reserve_keys` with every limit on ``buckets``. ``limits`` are (limit
-    in nano-USD, enforced) pairs."""
-    spents, reserved = reserve_keys(
-        [buckets], minute, estimate_nano, [(0, lim, on) for lim, on in limits], commit=commit
+    """One hourly spend: :func:`reserve_keys` with every limit on ``buckets``. ``limits`` are
+    (limit in nano-USD, enforced) pairs."""
+    spends = [Spend(buckets, minute, WINDOW_MINUTES)]
+    spent, reserved = reserve_keys(
+        spends, estimate_nano, [(0, lim, on) for lim, on in limits], commit=commit
     )
-    return Reservation(spents[0], reserved)
+    return Reservation(spent[0], reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """One spend hash as the reference algorithm sees it: its buckets, the current bucket and
+    how many buckets (the current one included) make its window."""
+
+    buckets: dict[int, int]
+    bucket: int
+    window: int
 
 
 def reserve_keys(
-    spends: Sequence[dict[int, int]],
-    minute: int,
+    spends: Sequence[Spend],
     estimate_nano: int,
     limits: Sequence[tuple[int, int, bool]],
     *,
     commit: bool,
 ) -> tuple[list[int], bool]:
-    """The reference algorithm of ``cost_reserve.lua``; mutates the ``spends`` like the script
+    """The reference algorithm of ``cost_reserve.lua``; mutates the buckets like the script
     mutates the hashes. ``limits`` are (index of the spend, limit in nano-USD, enforced).
     Returns each spend before the call and whether the estimate was reserved (in all)."""
-    oldest = minute - (WINDOW_MINUTES - 1)
     spent = []
-    for buckets in spends:
-        for m in [m for m in buckets if m < oldest]:
-            del buckets[m]
-        spent.append(max(0, sum(buckets.values())))
+    for s in spends:
+        oldest = s.bucket - (s.window - 1)
+        for m in [m for m in s.buckets if m < oldest]:
+            del s.buckets[m]
+        spent.append(max(0, sum(s.buckets.values())))
     blocked = any(enforced and spent[k] + estimate_nano > limit for k, limit, enforced in limits)
     if blocked or not commit:
         return spent, False
     if estimate_nano > 0:
-        for buckets in spends:
-            buckets[minute] = buckets.get(minute, 0) + estimate_nano
+        for s in spends:
+            s.buckets[s.bucket] = s.buckets.get(s.bucket, 0) + estimate_nano
     return spent, True
 
 
@@ -121,24 +157,38 @@ def window_spend(buckets: Mapping[int, int], minute: int) -> int:
 
 
 class CostLimitSection:
-    """:class:`config.CostLimitPolicy`: the verdict given the spend the script saw."""
+    """:class:`config.CostLimitPolicy`: the verdict given the spends the script saw."""
 
     name = "costLimit"
 
     def __init__(self, spec: config.CostLimitPolicy) -> None:
-        self.max_usd_per_hour = spec.max_usd_per_hour
-        self.limit_nano = to_nano(spec.max_usd_per_hour)
         self.per = spec.per
+        limits: list[tuple[Window, int, float]] = []
+        if spec.max_usd_per_hour is not None:
+            limits.append(("hour", to_nano(spec.max_usd_per_hour), spec.max_usd_per_hour))
+        if spec.max_usd_per_day is not None:
+            limits.append(("day", to_nano(spec.max_usd_per_day), spec.max_usd_per_day))
+        self.limits = tuple(limits)
+        """(window, limit in nano-USD, limit in USD) of each maximum the policy sets."""
 
     def finding(
-        self, spent_nano: int, estimate_nano: int, *, user: str | None = None
+        self,
+        spent_nano: int,
+        estimate_nano: int,
+        *,
+        user: str | None = None,
+        window: Window = "hour",
     ) -> findings.Finding | None:
-        if spent_nano + estimate_nano <= self.limit_nano:
+        """The denial when ``spent_nano`` (in ``window``) + the estimate passes that limit."""
+        limit = next((lim for w, lim, _ in self.limits if w == window), None)
+        if limit is None or spent_nano + estimate_nano <= limit:
             return None
+        usd = next(u for w, _, u in self.limits if w == window)
         whose = f" by user {user}" if self.per == "user" else ""
+        last = "in the last hour" if window == "hour" else "in the last 24 hours"
         return findings.denied(
             self.name,
-            f"${spent_nano / NANO_PER_USD:.4f} spent{whose} in the last hour + "
+            f"${spent_nano / NANO_PER_USD:.4f} spent{whose} {last} + "
             f"${estimate_nano / NANO_PER_USD:.4f} estimated for this call would exceed "
-            f"the limit of ${self.max_usd_per_hour:.2f}/hour",
+            f"the limit of ${usd:.2f}/{window}",
         )

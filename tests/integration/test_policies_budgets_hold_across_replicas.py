@@ -249,17 +249,46 @@ async def test_the_cost_script_matches_the_pure_reference(
     lua = resources.files("pilothouse.runtime.policies").joinpath("lua", "cost_reserve.lua")
     script = clients[0].register_script(lua.read_text())
     rng = random.Random(7)
-    keys = [f"{unique_name}:{{t}}:agent", f"{unique_name}:{{t}}:user"]
-    pure: list[dict[int, int]] = [{}, {}]
-    minute = 1_000
+    keys = [f"{unique_name}:{{t}}:{name}" for name in ("agent", "agent:day", "user")]
+    windows = [costs.WINDOW_MINUTES, costs.DAY_HOURS, costs.WINDOW_MINUTES]
+    pure: list[dict[int, int]] = [{}, {}, {}]
+    now = 1_800_000_000.0
     for _ in range(300):
-        minute += rng.choice([0, 0, 0, 1, 7, 61])
+        now += rng.choice([0, 0, 5, 60, 420, 3660, 30_000])
+        buckets = [costs.minute_of(now), int(now // 3600), costs.minute_of(now)]
         estimate = rng.choice([0, 3, 10, 40])
-        limits = [(k, rng.choice([50, 100, 400]), rng.random() < 0.8) for k in (0, 1)]
+        limits = [(k, rng.choice([50, 100, 400]), rng.random() < 0.8) for k in (0, 1, 2)]
         commit = rng.random() < 0.9
-        args: list[int] = [minute, estimate, int(commit), costs.KEY_TTL_SECONDS]
+        args: list[int] = [estimate, int(commit), len(keys)]
+        for bucket, window in zip(buckets, windows, strict=True):
+            args += [bucket, window, 90_000]
         for k, limit, enforced in limits:
             args += [k + 1, limit, int(enforced)]
         *spent, reserved = await script(keys=keys, args=args)
-        expected = costs.reserve_keys(pure, minute, estimate, limits, commit=commit)
+        spends = [
+            costs.Spend(b, bucket, window)
+            for b, bucket, window in zip(pure, buckets, windows, strict=True)
+        ]
+        expected = costs.reserve_keys(spends, estimate, limits, commit=commit)
         assert ([int(s) for s in spent], bool(reserved)) == expected
+
+
+async def test_daily_and_hourly_limits_hold_together(
+    clients: list[aioredis.Redis], unique_name: str
+) -> None:
+    cfg = _cfg(
+        unique_name,
+        {"name": "budget", "costLimit": {"maxUsdPerHour": 0.03, "maxUsdPerDay": 0.05}},
+    )
+    clock = Clock()
+    e = engine.PolicyEngine(cfg, clients[0], clock=clock)
+    outcomes = []
+    for hour in range(4):  # three calls allowed per hour, but five per day
+        for i in range(4):
+            outcomes.append((await e.check(_llm(unique_name, f"h{hour}-{i}"))).allowed)
+        clock.now += 3600
+    assert outcomes == [True] * 3 + [False] + [True, True, False, False] + [False] * 8
+    refused = await e.check(_llm(unique_name, "later"))
+    assert "in the last 24 hours" in refused.reason
+    clock.now += 24 * 3600  # a day later both windows are clear
+    assert (await e.check(_llm(unique_name, "next-day"))).allowed
