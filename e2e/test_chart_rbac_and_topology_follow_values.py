@@ -1,7 +1,8 @@
 """The operator's RBAC and Deployment shape follow rbac.scope, watchNamespaces and standby.
 
 Rendering only (helm template): cluster scope is one ClusterRole; namespaced scope is a Role in
-each watched namespace and nothing cluster-wide beyond reading CRDs; a standby means two
+each watched namespace and nothing cluster-wide beyond reading CRDs (and binding agents for token
+reviews); without Secret reads no rule names Secrets; a standby means two
 replicas, a rolling update, a PodDisruptionBudget and Kopf peering (objects and rules of the
 right scope). Whether these rules are *enough* and *needed* is proven against the API server
 by running the operator under them (test_chart_rbac_is_least_privilege.py).
@@ -71,8 +72,11 @@ def test_namespaced_scope_grants_a_role_per_watched_namespace(helm: helm_chart.H
     assert resources(cluster_role["rules"]) == {
         "apiextensions.k8s.io/customresourcedefinitions",
         "core/namespaces",
+        "rbac.authorization.k8s.io/clusterrolebindings",  # the agents' review bindings
+        "rbac.authorization.k8s.io/clusterroles",
     }
-    assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} == {"list", "watch"}
+    reads = [r for r in cluster_role["rules"] if r["apiGroups"] != ["rbac.authorization.k8s.io"]]
+    assert {v for rule in reads for v in rule["verbs"]} == {"list", "watch"}
     args = helm_chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=a" in args
     assert "--namespace=b" in args
@@ -87,12 +91,52 @@ def test_namespaced_scope_without_crd_reads_has_nothing_cluster_wide(helm: helm_
             "watchNamespaces={a}",
             "rbac.crdRead=false",
             "rbac.namespaceRead=false",
+            "rbac.agentTokenReviews=false",
             "tests.enabled=false",
         ],
     )
 
     assert helm_chart.kinds(docs, "ClusterRole", "ClusterRoleBinding") == []
     assert len(helm_chart.kinds(docs, "Role")) == 1
+
+
+def test_agents_review_bindings_are_the_only_rbac_objects_the_operator_may_create(
+    helm: helm_chart.Helm,
+) -> None:
+    role = helm_chart.one(helm.template(namespace=NS), "ClusterRole", OPERATOR)
+    rbac = [r for r in role["rules"] if r["apiGroups"] == ["rbac.authorization.k8s.io"]]
+    assert rbac == [
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterrolebindings"],
+            "verbs": ["create", "patch", "delete"],
+        },
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": ["system:auth-delegator"],
+            "verbs": ["bind"],
+        },
+    ]
+
+
+def test_without_secret_reads_the_operator_has_no_rbac_on_secrets(helm: helm_chart.Helm) -> None:
+    for scope in (["rbac.scope=cluster"], ["rbac.scope=namespaced", "watchNamespaces={a,b}"]):
+        docs = helm.template(
+            namespace=NS,
+            sets=[*scope, "rbac.secretRead=false", "operator.autoscalerRedis.secretName=ops"],
+        )
+        roles = helm_chart.kinds(docs, "ClusterRole", "Role")
+        granted = {r for role in roles for r in resources(role["rules"])}
+        assert "core/secrets" not in granted
+        assert "core/configmaps" in granted
+        container = helm_chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        assert "--no-secret-reads" in container["args"]
+        redis = next(e for e in container["env"] if e["name"] == "PILOTHOUSE_OPERATOR_REDIS_URL")
+        assert redis["valueFrom"] == {"secretKeyRef": {"name": "ops", "key": "url"}}
+    default = helm.template(namespace=NS)
+    role = helm_chart.one(default, "ClusterRole", OPERATOR)
+    assert "core/secrets" in resources(role["rules"])
 
 
 def test_single_operator_is_recreated_never_doubled(helm: helm_chart.Helm) -> None:

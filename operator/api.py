@@ -33,9 +33,14 @@ __all__ = [
     "AgentSpec",
     "AuditSpec",
     "ConfigMapKeyRef",
+    "EgressRule",
     "HeaderFromSecret",
+    "IPBlock",
     "LocalObjectReference",
     "ModelSpec",
+    "NetworkPeer",
+    "NetworkPort",
+    "NetworkSpec",
     "PodSecurityOverrides",
     "PodTemplateOverrides",
     "PolicyRef",
@@ -363,8 +368,32 @@ class ServerSpec(_Model):
     max_input_chars: int = Field(default=32_000, ge=1)
     """Largest ``input`` accepted (422 beyond); policies may set lower limits."""
     auth_tokens_secret_ref: SecretKeyRef | None = None
-    """Secret key holding bearer tokens, one per line; none leaves the API unauthenticated
-    (for clusters where a mesh or network policy guards it)."""
+    """Secret key holding the token file (``TOKEN IDENTITY ROLE[,ROLE]`` lines); setting it
+    makes ``authentication`` default to ``tokens``."""
+    authentication: Literal["kubernetes", "tokens", "none"] | None = None
+    """Who may call the API. ``kubernetes`` (the default): callers send Kubernetes tokens,
+    checked with TokenReview and authorised by RBAC on ``agentdeployments/requests``,
+    ``/history``, ``/approvals`` and ``/endusers`` (the operator lets the agent's
+    ServiceAccount make those reviews). ``tokens``: the token file of ``authTokensSecretRef``.
+    ``none``: anyone who reaches the API may do anything (the status says so)."""
+
+    @model_validator(mode="after")
+    def _tokens_need_a_file(self) -> ServerSpec:
+        if self.authentication == "tokens" and self.auth_tokens_secret_ref is None:
+            raise ValueError("authentication: tokens needs authTokensSecretRef")
+        if self.authentication in ("kubernetes", "none") and self.auth_tokens_secret_ref:
+            raise ValueError(
+                f"authentication: {self.authentication} does not use authTokensSecretRef; "
+                "remove it or set authentication: tokens"
+            )
+        return self
+
+    @property
+    def auth_mode(self) -> str:
+        """The authentication in force: ``kubernetes``, ``tokens`` or ``none``."""
+        if self.authentication is not None:
+            return self.authentication
+        return "tokens" if self.auth_tokens_secret_ref is not None else "kubernetes"
 
 
 # ------------------------------------------------------------------------------------ the pods
@@ -448,6 +477,66 @@ _REPLICAS_XOR_MESSAGE = (
 )
 
 
+class IPBlock(_Model):
+    """Addresses outside the cluster's pods (or the API server's)."""
+
+    cidr: str = Field(min_length=1, max_length=64)
+    """An IPv4 or IPv6 CIDR, e.g. ``10.0.0.0/16``."""
+    except_: tuple[str, ...] = Field(default=(), alias="except", max_length=32)
+    """CIDRs inside ``cidr`` to leave out."""
+
+
+class NetworkPeer(_Model):
+    """Who (or where): pods selected by namespace and pod labels, or addresses. A peer with
+    both selectors means those pods in those namespaces."""
+
+    namespace_selector: selectors.LabelSelector | None = None
+    """Namespaces (``{}``: all); none with ``podSelector``: the agent's namespace."""
+    pod_selector: selectors.LabelSelector | None = None
+    """Pods (``{}``: all) in the namespaces selected."""
+    ip_block: IPBlock | None = None
+    """Addresses (exclusive with the selectors)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NetworkPeer:
+        selects = self.namespace_selector is not None or self.pod_selector is not None
+        if selects == (self.ip_block is not None):
+            raise ValueError("give namespaceSelector and/or podSelector, or ipBlock")
+        return self
+
+
+class NetworkPort(_Model):
+    """A port of a destination."""
+
+    port: int = Field(ge=1, le=65535)
+    """Port number."""
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    """Protocol."""
+
+
+class EgressRule(_Model):
+    """Somewhere the agent must reach: Redis, PostgreSQL, the model and tool endpoints, the
+    Kubernetes API (Kubernetes authentication)."""
+
+    to: tuple[NetworkPeer, ...] = Field(min_length=1, max_length=32)
+    """Destinations."""
+    ports: tuple[NetworkPort, ...] = Field(default=(), max_length=32)
+    """Ports; none: every port of those destinations."""
+
+
+class NetworkSpec(_Model):
+    """The agent's NetworkPolicy: who may call it, and (with ``egress``) where it may go."""
+
+    api_from: tuple[NetworkPeer, ...] = Field(default=(), max_length=32)
+    """Who may connect to the API port; none: pods of the agent's own namespace only."""
+    metrics_from: tuple[NetworkPeer, ...] = Field(default=(), max_length=32)
+    """Who may scrape metrics (e.g. the monitoring namespace). Metrics share the API's port, so
+    these peers reach that port too; the API still authenticates every call."""
+    egress: tuple[EgressRule, ...] | None = Field(default=None, max_length=32)
+    """Where the agent may connect, besides DNS (always allowed); none (the field absent)
+    leaves egress open."""
+
+
 class AgentDeploymentSpec(_Model):
     """An agent and how it runs: the operator turns it into a ConfigMap with the runtime config,
     a Deployment, a Service, a ServiceAccount and a PodDisruptionBudget."""
@@ -489,6 +578,9 @@ class AgentDeploymentSpec(_Model):
     """Logs, metrics, traces; ``otlpEndpoint`` defaults to the operator's."""
     server: ServerSpec = ServerSpec()
     """HTTP API limits and authentication."""
+    network: NetworkSpec | None = None
+    """A NetworkPolicy for the agent's pods: ingress to the API only from the peers named,
+    egress (when given) only where the agent must go. None: no NetworkPolicy."""
     resources: ResourceRequirements | None = None
     """CPU and memory of the runtime container; the operator's defaults when omitted."""
     pod_template: PodTemplateOverrides = PodTemplateOverrides()

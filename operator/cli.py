@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Redis the autoscaler reads backlogs from for agents naming no Redis Secret "
         "(env PILOTHOUSE_OPERATOR_REDIS_URL)",
     )
+    run.add_argument(
+        "--no-secret-reads",
+        dest="read_secrets",
+        action="store_false",
+        help="never read a Secret: the autoscaler reads every agent's backlog from --redis-url "
+        "(then the operator needs no RBAC on Secrets)",
+    )
 
     rt = p.add_argument_group("runtime defaults (rendered into agents that set none)")
     rt.add_argument("--runtime-image", default=settings.DEFAULT_IMAGE)
@@ -148,6 +155,7 @@ def settings_from_args(args: argparse.Namespace) -> settings.OperatorSettings:
         autoscale_interval=args.autoscale_interval,
         resync_interval=args.resync_interval,
         redis_url=args.redis_url,
+        read_secrets=args.read_secrets,
         watch_server_timeout=args.watch_server_timeout,
         watch_client_timeout=args.watch_client_timeout,
         peering_lifetime=args.peering_lifetime,

@@ -186,6 +186,13 @@ def agent_crd() -> dict[str, Any]:
             "priority": 1,
         },
         {
+            "name": "Auth",
+            "type": "string",
+            "jsonPath": ".status.authentication",
+            "description": "How the API authenticates callers (none: anyone may call it).",
+            "priority": 1,
+        },
+        {
             "name": "Config",
             "type": "string",
             "jsonPath": ".status.configHash",

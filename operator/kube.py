@@ -43,10 +43,12 @@ _PLURALS: Final = {
     "Event": "events",
     "Deployment": "deployments",
     "PodDisruptionBudget": "poddisruptionbudgets",
+    "NetworkPolicy": "networkpolicies",
     api.AGENT_KIND: api.AGENT_PLURAL,
     api.POLICY_KIND: api.POLICY_PLURAL,
 }
 _APPLY: Final = "application/apply-patch+yaml"
+_CLUSTER_ROLE_BINDINGS: Final = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
 _MERGE: Final = "application/merge-patch+json"
 _METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _RETRYABLE: Final = frozenset({409, 429, 500, 502, 503, 504})
@@ -212,6 +214,18 @@ class Kube:
         query = [("fieldManager", labels.FIELD_MANAGER), ("force", "true")]
         live = self._request("PATCH", path, query=query, body=dict(manifest), content_type=_APPLY)
         return live or {}
+
+    def apply_cluster_role_binding(self, manifest: Mapping[str, Any]) -> Body:
+        """Server-side apply of a ClusterRoleBinding (an agent's review binding)."""
+        path = f"{_CLUSTER_ROLE_BINDINGS}/{manifest['metadata']['name']}"
+        query = [("fieldManager", labels.FIELD_MANAGER), ("force", "true")]
+        live = self._request("PATCH", path, query=query, body=dict(manifest), content_type=_APPLY)
+        return live or {}
+
+    def delete_cluster_role_binding(self, name: str) -> bool:
+        """Delete a ClusterRoleBinding; False if it was gone."""
+        found = self._request("DELETE", f"{_CLUSTER_ROLE_BINDINGS}/{name}", missing_ok=True)
+        return found is not None
 
     def list_children(
         self, api_version: str, kind: str, namespace: str, selector: str

@@ -29,6 +29,8 @@ COMPONENT_KEY: Final = "app.kubernetes.io/component"
 PART_OF_KEY: Final = "app.kubernetes.io/part-of"
 MANAGED_BY_KEY: Final = "app.kubernetes.io/managed-by"
 AGENT_KEY: Final = "pilothouse.dev/agent"
+AGENT_NAMESPACE_KEY: Final = "pilothouse.dev/agent-namespace"
+"""On cluster-scoped objects made for an agent (its review ClusterRoleBinding)."""
 """Label naming the AgentDeployment an object belongs to."""
 
 APP_NAME: Final = "pilothouse-agent"

@@ -14,6 +14,7 @@ of its policies rolls the pods.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Final
 
@@ -25,11 +26,14 @@ __all__ = [
     "build_children",
     "build_configmap",
     "build_deployment",
+    "build_network_policy",
     "build_pdb",
+    "build_review_binding",
     "build_service",
     "build_service_account",
     "effective_min_replicas",
     "owner_reference",
+    "review_binding_name",
     "static_replicas",
 ]
 
@@ -42,6 +46,7 @@ MANAGED_KINDS: Final = (
     ("v1", "Service"),
     ("apps/v1", "Deployment"),
     ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 """Every (apiVersion, kind) the operator creates for an agent, in apply order."""
 SERVICE_PORT: Final = 80
@@ -173,7 +178,8 @@ def build_deployment(
     grace = spec.workers.shutdown_grace_seconds + PRE_STOP_SLEEP_SECONDS + SHUTDOWN_MARGIN_SECONDS
     pod: Manifest = {
         "serviceAccountName": tpl.service_account_name or labels.child_name(name),
-        "automountServiceAccountToken": False,
+        # The runtime reviews its callers' tokens with its own (kubernetes authentication).
+        "automountServiceAccountToken": rendered.config.server.kubernetes_auth.enabled,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": math.ceil(grace),
         "securityContext": _pod_security(tpl.security_context, defaults),
@@ -217,6 +223,105 @@ def build_deployment(
     }
 
 
+DNS_PEER: Final[Manifest] = {
+    "namespaceSelector": {},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+"""The cluster DNS (CoreDNS and kube-dns both carry ``k8s-app: kube-dns``)."""
+
+
+def _peer(peer: api.NetworkPeer) -> Manifest:
+    if peer.ip_block is not None:
+        return {"ipBlock": peer.ip_block.model_dump(by_alias=True, exclude_defaults=True)}
+    out: Manifest = {}
+    for key, selector in (
+        ("namespaceSelector", peer.namespace_selector),
+        ("podSelector", peer.pod_selector),
+    ):
+        if selector is not None:
+            out[key] = selector.model_dump(by_alias=True, exclude_defaults=True)
+    return out
+
+
+def build_network_policy(agent: resources.Agent) -> Manifest | None:
+    """With ``spec.network``: the agent's NetworkPolicy. Ingress reaches only the API port
+    (which serves the metrics too), from ``apiFrom`` (default: the agent's own namespace) and
+    ``metricsFrom``; with ``egress``, connections go only to DNS and the rules given."""
+    net = agent.spec.network
+    if net is None:
+        return None
+
+    def port() -> list[Manifest]:
+        return [{"port": rendering.SERVER_PORT, "protocol": "TCP"}]
+
+    api_peers = [_peer(p) for p in net.api_from] or [{"podSelector": {}}]
+    ingress = [{"from": api_peers, "ports": port()}]
+    if net.metrics_from:
+        ingress.append({"from": [_peer(p) for p in net.metrics_from], "ports": port()})
+    spec: Manifest = {
+        "podSelector": {"matchLabels": labels.selector_labels(agent.meta.name)},
+        "policyTypes": ["Ingress"],
+        "ingress": ingress,
+    }
+    if net.egress is not None:
+        dns = {
+            "to": [copy.deepcopy(DNS_PEER)],
+            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        }
+        rules: list[Manifest] = [dns]
+        for rule in net.egress:
+            out: Manifest = {"to": [_peer(p) for p in rule.to]}
+            if rule.ports:
+                out["ports"] = [p.model_dump(by_alias=True) for p in rule.ports]
+            rules.append(out)
+        spec["policyTypes"] = ["Ingress", "Egress"]
+        spec["egress"] = rules
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(agent, labels.child_name(agent.meta.name)),
+        "spec": spec,
+    }
+
+
+REVIEWER_CLUSTER_ROLE: Final = "system:auth-delegator"
+"""The API server's built-in ClusterRole of exactly ``create`` on ``tokenreviews`` and
+``subjectaccessreviews`` (what kube-rbac-proxy and aggregated API servers are bound to)."""
+
+
+def review_binding_name(namespace: str, agent: str) -> str:
+    """Name of the ClusterRoleBinding that lets an agent review its callers."""
+    return f"pilothouse:reviews:{namespace}:{agent}"
+
+
+def build_review_binding(
+    agent: resources.Agent, rendered: rendering.RenderedConfig
+) -> Manifest | None:
+    """With Kubernetes authentication: the ClusterRoleBinding of the agent's ServiceAccount to
+    :data:`REVIEWER_CLUSTER_ROLE`, and nothing more (token and access reviews are cluster-scoped,
+    so no RoleBinding can grant them). Cluster-scoped, so it cannot be owned by the agent: the
+    operator deletes it with the agent (labels find it). None without Kubernetes
+    authentication."""
+    if not rendered.config.server.kubernetes_auth.enabled:
+        return None
+    name, namespace = agent.meta.name, agent.meta.namespace
+    account = agent.spec.pod_template.service_account_name or labels.child_name(name)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": review_binding_name(namespace, name),
+            "labels": {**labels.common_labels(name), labels.AGENT_NAMESPACE_KEY: namespace},
+        },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": REVIEWER_CLUSTER_ROLE,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    }
+
+
 def build_children(
     agent: resources.Agent,
     rendered: rendering.RenderedConfig,
@@ -231,6 +336,7 @@ def build_children(
         build_service(agent),
         build_deployment(agent, rendered, replicas=replicas, defaults=defaults),
         build_pdb(agent),
+        build_network_policy(agent),
     )
     return tuple(c for c in children if c is not None)
 

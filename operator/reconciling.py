@@ -70,6 +70,12 @@ CONFIG_RENDERED: Final = "ConfigRendered"
 ROLLOUT_COMPLETE: Final = "RolloutComplete"
 """Event: every replica runs the current config."""
 CHILDREN_PRUNED: Final = "ChildrenPruned"
+AUTHENTICATION_OFF: Final = "AuthenticationOff"
+"""Warning: the agent's API checks no caller (``spec.server.authentication: none``)."""
+AUTHENTICATION_OFF_MESSAGE: Final = (
+    "spec.server.authentication is none: anyone who reaches the agent's API can send requests, "
+    "read every result and approve escalations"
+)
 """Event: children no longer wanted were deleted."""
 TARGETS_CHANGED: Final = "TargetsChanged"
 """Event (AgentPolicy): the set of agents the policy applies to changed."""
@@ -298,12 +304,13 @@ class Reconciler:
             self._stall(meta, previous, statuses.Problem(e.reason, e.message), now)
             return "stalled"
 
-        wanted = references.needed(rendered)
-        found = {n: self.kube.get_secret_metadata(namespace, n) for n in _names(wanted)}
-        missing = references.missing(wanted, found, namespace)
-        if missing is not None:
-            self._stall(meta, previous, missing, now)
-            return WAITING
+        if self.settings.read_secrets:  # else (--no-secret-reads) pods report what is missing
+            wanted = references.needed(rendered)
+            found = {n: self.kube.get_secret_metadata(namespace, n) for n in _names(wanted)}
+            missing = references.missing(wanted, found, namespace)
+            if missing is not None:
+                self._stall(meta, previous, missing, now)
+                return WAITING
 
         current = self.kube.get_deployment(namespace, labels.child_name(name))
         replicas = self._replicas(agent, current)
@@ -320,13 +327,20 @@ class Reconciler:
             problem = statuses.Problem(conditions.APPLY_REJECTED, e.server_message)
             self._stall(meta, previous, problem, now)
             return "stalled"
+        try:
+            self._review_binding(agent, rendered)
+        except errors.KubeRejected as e:
+            problem = statuses.Problem(conditions.APPLY_REJECTED, e.server_message)
+            self._stall(meta, previous, problem, now)
+            return "stalled"
         pruned = self._prune(agent, children)
         self._rendered[(namespace, name)] = rendered.config
 
         applied = tuple(
             statuses.AppliedPolicy(name=n, generation=g) for n, g in rendered.applied_policies
         )
-        outcome = statuses.Rendered(rendered.hash, applied, replicas)
+        auth = rendered.config.server.authentication
+        outcome = statuses.Rendered(rendered.hash, applied, replicas, authentication=auth)
         new = statuses.agent_status(
             previous,
             generation=meta.generation,
@@ -348,6 +362,8 @@ class Reconciler:
                 f"runtime config {rendered.hash} rendered (policies: {names}); "
                 f"{replicas} replica(s) rolling out",
             )
+        if auth == "none" and previous.authentication != "none":
+            self.event(about, AUTHENTICATION_OFF, AUTHENTICATION_OFF_MESSAGE, warning=True)
         if pruned:
             self.event(
                 about, CHILDREN_PRUNED, "deleted " + ", ".join(pruned) + " (no longer wanted)"
@@ -416,6 +432,19 @@ class Reconciler:
         if not isinstance(current, int):
             current = scaling.min_replicas
         return max(scaling.min_replicas, min(scaling.max_replicas, current))
+
+    def _review_binding(self, agent: resources.Agent, rendered: rendering.RenderedConfig) -> None:
+        """Kubernetes authentication: let the agent's ServiceAccount review its callers (a
+        cluster-scoped binding, so not owned: deleted here when no longer wanted, and with the
+        agent)."""
+        binding = manifests.build_review_binding(agent, rendered)
+        if binding is not None:
+            self.kube.apply_cluster_role_binding(binding)
+            return
+        before = self._rendered.get((agent.meta.namespace, agent.meta.name))
+        if before is None or before.server.kubernetes_auth.enabled:
+            name = manifests.review_binding_name(agent.meta.namespace, agent.meta.name)
+            self.kube.delete_cluster_role_binding(name)
 
     def _prune(self, agent: resources.Agent, children: tuple[dict[str, Any], ...]) -> list[str]:
         """Delete owned children of kinds the agent no longer wants (one object per kind)."""
@@ -528,6 +557,11 @@ class Reconciler:
     def agent_deleted(self, body: Body) -> None:
         """Forget the agent and update the statuses of the policies it had."""
         meta = resources.Meta.from_body(body)
+        binding = manifests.review_binding_name(meta.namespace, meta.name)
+        try:
+            self.kube.delete_cluster_role_binding(binding)
+        except errors.KubeRejected as e:  # nothing to retry: say so, the agent is gone
+            log.error("cannot delete the ClusterRoleBinding %s: %s", binding, e)
         with self._guard:
             self._locks.pop((meta.namespace, meta.name), None)
         self._rendered.pop((meta.namespace, meta.name), None)

@@ -203,8 +203,10 @@ def render(
         "maxBodyBytes": spec.server.max_body_bytes,
         "maxInputChars": spec.server.max_input_chars,
     }
-    if spec.server.auth_tokens_secret_ref is not None:
+    if spec.server.auth_mode == "tokens":
         server["authTokensFile"] = AUTH_TOKENS_PATH
+    elif spec.server.auth_mode == "kubernetes":
+        server["kubernetesAuth"] = {"enabled": True}
 
     resolved = tuple(_resolve(policy) for policy in policies)
     document: dict[str, Any] = {

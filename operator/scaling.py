@@ -12,7 +12,8 @@ condition says why.
 
 The Redis the autoscaler reads is the agent's own (``spec.redis.urlSecretRef``, read from the
 Secret and cached briefly), else the operator's ``--redis-url``, else the runtime's default
-Redis Secret (``--redis-secret``).
+Redis Secret (``--redis-secret``). With ``--no-secret-reads`` it reads no Secret at all and
+uses ``--redis-url`` for every agent (:func:`backlog_source` decides).
 """
 
 from __future__ import annotations
@@ -34,13 +35,38 @@ from pilothouse.operator import (
     metrics,
     reconciling,
     resources,
+    settings,
     statuses,
 )
 
-__all__ = ["SECRET_CACHE_SECONDS", "Autoscaler"]
+__all__ = ["SECRET_CACHE_SECONDS", "Autoscaler", "backlog_source"]
 
 SECRET_CACHE_SECONDS: Final = 30.0
 """How long a Redis URL read from a Secret is reused before it is read again."""
+
+
+def backlog_source(
+    spec: api.AgentDeploymentSpec, operator: settings.OperatorSettings
+) -> str | api.SecretKeyRef:
+    """Where the autoscaler finds an agent's Redis: a URL it has, or the Secret to read it from.
+    :class:`errors.BacklogUnavailable` (naming the way out) when there is neither."""
+    ref = spec.redis.url_secret_ref
+    if not operator.read_secrets:
+        if operator.redis_url:
+            return operator.redis_url
+        raise errors.BacklogUnavailable(
+            "the operator reads no Secrets (--no-secret-reads) and has no --redis-url to read "
+            "the backlog from"
+        )
+    if ref is None and operator.redis_url:
+        return operator.redis_url
+    ref = ref or operator.runtime.redis_secret
+    if ref is None:
+        raise errors.BacklogUnavailable(
+            "no Redis to read the backlog from: set spec.redis.urlSecretRef, or run the "
+            "operator with --redis-url or --redis-secret"
+        )
+    return ref
 
 
 class Autoscaler:
@@ -82,15 +108,10 @@ class Autoscaler:
 
     def redis_url(self, namespace: str, spec: api.AgentDeploymentSpec) -> str:
         """The Redis URL of an agent: its Secret, else --redis-url, else the default Secret."""
-        ref = spec.redis.url_secret_ref
-        if ref is None and self._reconciler.settings.redis_url:
-            return self._reconciler.settings.redis_url
-        ref = ref or self._reconciler.settings.runtime.redis_secret
-        if ref is None:
-            raise errors.BacklogUnavailable(
-                "no Redis to read the backlog from: set spec.redis.urlSecretRef, or run the "
-                "operator with --redis-url or --redis-secret"
-            )
+        source = backlog_source(spec, self._reconciler.settings)
+        if isinstance(source, str):
+            return source
+        ref = source
         key = (namespace, ref.name, ref.key)
         now = time.monotonic()
         with self._urls_lock:

@@ -91,6 +91,10 @@ class OperatorSettings(_Settings):
     redis_url: str | None = None
     """Redis the autoscaler reads backlogs from, for agents that name no Redis Secret; none
     reads the runtime's default Redis Secret."""
+    read_secrets: bool = True
+    """Whether the autoscaler may read an agent's Redis URL from its Secret. False: it never
+    reads a Secret and uses ``redis_url`` for every agent (the operator then needs no RBAC on
+    Secrets at all)."""
     watch_server_timeout: int = Field(default=300, gt=0)
     """Seconds the API server keeps one watch request open (then Kopf re-watches)."""
     watch_client_timeout: float = Field(default=330, gt=0)

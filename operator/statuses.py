@@ -90,6 +90,9 @@ class AgentDeploymentStatus(_Status):
     """Hash of the rendered runtime config; the pods carry it as ``pilothouse.dev/config-hash``."""
     applied_policies: tuple[AppliedPolicy, ...] = ()
     """AgentPolicies rendered into the running config, in evaluation order."""
+    authentication: str | None = None
+    """How the agent's API authenticates callers: ``kubernetes``, ``tokens``, or ``none``
+    (anyone who reaches the API may send requests and approve escalations)."""
     conditions: tuple[_Condition, ...] = Field(default=(), json_schema_extra=_LIST_MAP_BY_TYPE)
     """Ready, Reconciling, Stalled and (with ``spec.scaling``) ScalingActive."""
 
@@ -118,6 +121,7 @@ class Rendered:
     config_hash: str
     applied_policies: tuple[AppliedPolicy, ...]
     desired_replicas: int
+    authentication: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,7 @@ def agent_status(
             "config_hash": outcome.config_hash,
             "applied_policies": outcome.applied_policies,
             "desired_replicas": outcome.desired_replicas,
+            "authentication": outcome.authentication,
         }
     )
     return _rolled_out(_observed_counts(base, deployment), deployment, generation, now)

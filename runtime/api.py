@@ -13,8 +13,14 @@
   so a worker resumes it.
 * ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``.
 
+Who may call what (:mod:`identities`): sending a request needs ``submit``; naming an end user
+(``user``) other than oneself needs ``delegate`` (without it the end user is the caller, so
+per-user limits key on the authenticated identity); a request's state, result and decisions are
+readable by the identity that sent it and by those with ``read``; escalations need ``approve``.
+Every request carries its ``caller``, which the result and the audit trail record.
+
 Every error is a JSON :class:`api_models.ErrorBody` naming the problem: 400 invalid JSON, 401,
-404, 409, 413, 415, 422 (wrong types, unknown fields, input too long), 429 with ``Retry-After``
+403, 404, 409, 413, 415, 422 (wrong types, unknown fields, input too long), 429 with ``Retry-After``
 when the queue is full, 503 when Redis or PostgreSQL is away. Client input never causes a 500.
 The body limit, authentication, metrics and the server span are the :mod:`edge` middleware's.
 """
@@ -41,13 +47,13 @@ from pilothouse.runtime import (
     edge,
     envelopes,
     errors,
+    identities,
     metrics,
     probes,
     queue,
     replies,
     requests,
     telemetry,
-    tokens,
     workers,
 )
 
@@ -93,7 +99,7 @@ class Services:
     waiter: replies.ResultWaiter | None = None
     history: HistoryReader | None = None
     escalations: api_escalations.EscalationDesk | None = None
-    token_file: tokens.TokenFile | None = None
+    authenticator: identities.Authenticator = identities.NO_AUTHENTICATION
 
 
 def create_app(services: Services) -> FastAPI:
@@ -114,11 +120,13 @@ def create_app(services: Services) -> FastAPI:
     _install_error_handlers(app)
     if services.work_queue is not None:
         _install_request_routes(app, services)
-        api_escalations.install(app, lambda: services.escalations)
+        api_escalations.install(app, lambda: services.escalations, services.authenticator)
     _install_probes(app, services)
     _install_openapi(app, services)
     app.add_middleware(
-        edge.Edge, max_body_bytes=cfg.server.max_body_bytes, token_file=services.token_file
+        edge.Edge,
+        max_body_bytes=cfg.server.max_body_bytes,
+        authenticator=services.authenticator,
     )
     return app
 
@@ -163,8 +171,46 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
     q = services.work_queue
     waiter = services.waiter
     assert q is not None
+    auth = services.authenticator
     rejected = metrics.QUEUE_REJECTED.labels(agent=cfg.agent)
     backlog_gauge = metrics.QUEUE_BACKLOG.labels(agent=cfg.agent)
+
+    def forbidden(message: str) -> starlette_exceptions.HTTPException:
+        return starlette_exceptions.HTTPException(403, message)
+
+    async def submitted_request(
+        http: Request, body: api_models.RequestBody
+    ) -> requests.AgentRequest:
+        """The request to enqueue, with its caller and end user, if the caller may send it."""
+        identity = edge.identity_of(http.scope)
+        if not await auth.allowed(identity, identities.Permission.SUBMIT):
+            raise forbidden(f"{identity.name} may not send requests to this agent")
+        request = body.to_request()
+        if identity is identities.ANONYMOUS:
+            return request
+        user = body.user
+        if (
+            user is not None
+            and user != identity.name
+            and not await auth.allowed(identity, identities.Permission.DELEGATE)
+        ):
+            raise forbidden(
+                f"{identity.name} may not act for other users (user {user!r}): "
+                "that needs the delegate role"
+            )
+        return request.model_copy(update={"caller": identity.name, "user": user or identity.name})
+
+    async def may_read(http: Request, state: envelopes.RequestState | None) -> bool:
+        """Whether the caller may see this request: its own, or any with ``read``."""
+        identity = edge.identity_of(http.scope)
+        if await auth.allowed(identity, identities.Permission.READ):
+            return True
+        if not await auth.allowed(identity, identities.Permission.SUBMIT):
+            raise forbidden(f"{identity.name} may not read requests of this agent")
+        if state is None or state.state != "done":
+            return state is not None  # queued: nothing but "queued" is shown
+        result = state.result()
+        return result is not None and result.caller == identity.name
 
     def too_long(body: api_models.RequestBody) -> Response | None:
         limit = cfg.server.max_input_chars
@@ -186,8 +232,8 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def submit(request: requests.AgentRequest, wait: float) -> Response:
-        """Enqueue and (optionally) wait: 200 with the result, 202, 429 or 503."""
+    async def submit(http: Request, request: requests.AgentRequest, wait: float) -> Response:
+        """Enqueue and (optionally) wait: 200 with the result, 202, 409, 429 or 503."""
         rid = request.request_id
         telemetry.REQUEST_ID.set(rid)
         fut = waiter.expect(rid) if (wait > 0 and waiter is not None) else None
@@ -219,6 +265,8 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         state: envelopes.RequestState | None = outcome
         if outcome.state == "queued" and wait > 0:
             state = await poll_state(rid, wait)
+        if state is not None and state.state == "done" and not await may_read(http, state):
+            return api_responses.error(409, f"request id {rid} is taken by another caller")
         if state is not None and state.state == "done" and state.result_json is not None:
             return api_responses.json_response(200, state.result_json)
         return api_responses.accepted(rid)
@@ -237,6 +285,7 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         },
     )
     async def post_request(
+        http: Request,
         body: api_models.RequestBody,
         wait: Annotated[
             float | None,
@@ -247,7 +296,7 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         if problem is not None:
             return problem
         seconds = wait if wait is not None else (body.wait_seconds or 0.0)
-        return await submit(body.to_request(), seconds)
+        return await submit(http, await submitted_request(http, body), seconds)
 
     @app.post(
         "/agent/process",
@@ -261,14 +310,14 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             **api_responses.ERROR_RESPONSES,
         },
     )
-    async def process(body: api_models.RequestBody) -> Response:
+    async def process(http: Request, body: api_models.RequestBody) -> Response:
         problem = too_long(body)
         if problem is not None:
             return problem
-        request = body.to_request()
+        request = await submitted_request(http, body)
         deadline = request.timeout_seconds or cfg.reliability.request_timeout_seconds
         waited = sync_wait_seconds(deadline)
-        response = await submit(request, waited)
+        response = await submit(http, request, waited)
         if response.status_code == 202:
             rid = request.request_id
             return api_responses.error(
@@ -287,9 +336,9 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             **api_responses.ERROR_RESPONSES,
         },
     )
-    async def get_request(request_id: RequestId) -> Response:
+    async def get_request(request_id: RequestId, http: Request) -> Response:
         state = await q.state(request_id)
-        if state is None:
+        if state is None or not await may_read(http, state):
             message = f"no request {request_id} (unknown, or its result expired)"
             return api_responses.error(404, message)
         head = orjson.dumps(request_id).decode()
@@ -310,7 +359,12 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             **api_responses.ERROR_RESPONSES,
         },
     )
-    async def get_decisions(request_id: RequestId) -> Response:
+    async def get_decisions(request_id: RequestId, http: Request) -> Response:
+        identity = edge.identity_of(http.scope)
+        if not await auth.allowed(identity, identities.Permission.READ) and not await may_read(
+            http, await q.state(request_id)
+        ):
+            return api_responses.error(404, f"no request {request_id}")
         if services.history is None:
             message = "this agent keeps no decision history (audit is disabled)"
             return api_responses.error(404, message)
@@ -352,7 +406,13 @@ def _install_probes(app: FastAPI, services: Services) -> None:
     )
     async def readyz() -> Response:
         r = await health.readiness()
-        doc = {"status": "ready" if r.ready else "not_ready", "reasons": dict(r.reasons)}
+        doc: dict[str, Any] = {
+            "status": "ready" if r.ready else "not_ready",
+            "reasons": dict(r.reasons),
+            "authentication": services.authenticator.mode,
+        }
+        if services.authenticator.mode == identities.NoAuthentication.mode:
+            doc["warning"] = "authentication is off: any caller may do anything"
         return api_responses.json_response(200 if r.ready else 503, orjson.dumps(doc))
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus metrics", response_model=None)
@@ -372,7 +432,7 @@ def _install_openapi(app: FastAPI, services: Services) -> None:
         doc = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        if services.token_file is not None:
+        if services.authenticator.mode != identities.NoAuthentication.mode:
             schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes["bearerAuth"] = {"type": "http", "scheme": "bearer"}
             for path, ops in doc.get("paths", {}).items():

@@ -4,7 +4,10 @@
 they call is an :class:`EscalationDesk` (:class:`pilothouse.runtime.desk.Desk` in a runtime,
 over the escalation store in PostgreSQL). Approving resumes the request (it is queued again
 with ``approved_escalation`` set); denying ends it with a refusal, audited and stored as its
-answer.
+answer. Every route needs the ``approve`` permission; the decider recorded is the authenticated
+caller, and the caller that sent a request cannot decide its escalation (403, four eyes). Of
+two approvers at once one wins and the other gets 409; the same decision repeated by the same
+identity is answered as the first time.
 """
 
 from __future__ import annotations
@@ -13,16 +16,17 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final, Protocol
 
 import orjson
-from fastapi import FastAPI, Path
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import Response
 from starlette import exceptions as starlette_exceptions
 
-from pilothouse.runtime import api_models, api_responses, errors, requests
+from pilothouse.runtime import api_models, api_responses, edge, errors, identities, requests
 
 __all__ = [
     "ESCALATION_ID_PATTERN",
     "EscalationDecided",
     "EscalationDesk",
+    "EscalationForbidden",
     "EscalationNotFound",
     "install",
 ]
@@ -39,6 +43,10 @@ class EscalationNotFound(errors.UsageError):
 
 class EscalationDecided(errors.UsageError):
     """The escalation was approved, denied or expired already."""
+
+
+class EscalationForbidden(errors.UsageError):
+    """The caller may not decide this escalation (it sent the request)."""
 
 
 class EscalationDesk(Protocol):
@@ -62,9 +70,17 @@ class EscalationDesk(Protocol):
         ...
 
 
-def install(app: FastAPI, desk: Callable[[], EscalationDesk | None]) -> None:
+def install(
+    app: FastAPI,
+    desk: Callable[[], EscalationDesk | None],
+    auth: identities.Authenticator = identities.NO_AUTHENTICATION,
+) -> None:
     """Add the escalation routes; ``desk()`` is None when the agent keeps no audit trail."""
     responses: dict[int | str, dict[str, Any]] = {
+        403: {
+            "model": api_models.ErrorBody,
+            "description": "No approve permission, or the caller sent this request.",
+        },
         404: {"model": api_models.ErrorBody, "description": "Unknown escalation."},
         409: {"model": api_models.ErrorBody, "description": "Already decided."},
         **api_responses.ERROR_RESPONSES,
@@ -78,6 +94,14 @@ def install(app: FastAPI, desk: Callable[[], EscalationDesk | None]) -> None:
             )
         return found
 
+    async def approver(request: Request) -> identities.Identity:
+        identity = edge.identity_of(request.scope)
+        if not await auth.allowed(identity, identities.Permission.APPROVE):
+            raise starlette_exceptions.HTTPException(
+                403, f"{identity.name} may not list, approve or deny escalations of this agent"
+            )
+        return identity
+
     async def decide(action: Callable[[], Awaitable[Response]], escalation_id: str) -> Response:
         try:
             return await action()
@@ -85,15 +109,22 @@ def install(app: FastAPI, desk: Callable[[], EscalationDesk | None]) -> None:
             return api_responses.error(404, f"no escalation {escalation_id}")
         except EscalationDecided as e:
             return api_responses.error(409, str(e))
+        except EscalationForbidden as e:
+            return api_responses.error(403, str(e))
 
     @app.get(
         "/v1/escalations",
         response_model=api_models.EscalationList,
         tags=["escalations"],
         summary="Actions waiting for approval",
-        responses={404: responses[404], 503: api_responses.ERROR_RESPONSES[503]},
+        responses={
+            403: responses[403],
+            404: responses[404],
+            503: api_responses.ERROR_RESPONSES[503],
+        },
     )
-    async def list_escalations() -> Response:
+    async def list_escalations(request: Request) -> Response:
+        await approver(request)
         pending = await the_desk().pending()
         return api_responses.json_response(200, orjson.dumps({"escalations": pending}))
 
@@ -106,12 +137,16 @@ def install(app: FastAPI, desk: Callable[[], EscalationDesk | None]) -> None:
         responses={202: {"model": api_models.Accepted, "description": "Resumed."}, **responses},
     )
     async def approve(
-        escalation_id: EscalationId, body: api_models.ApprovalBody | None = None
+        escalation_id: EscalationId,
+        request: Request,
+        body: api_models.ApprovalBody | None = None,
     ) -> Response:
+        who = await approver(request)
+
         async def run() -> Response:
             b = body or api_models.ApprovalBody()
-            request = await the_desk().approve(escalation_id, by=b.by, note=b.note)
-            return api_responses.accepted(request.request_id)
+            resumed = await the_desk().approve(escalation_id, by=who.name, note=b.note)
+            return api_responses.accepted(resumed.request_id)
 
         return await decide(run, escalation_id)
 
@@ -126,11 +161,15 @@ def install(app: FastAPI, desk: Callable[[], EscalationDesk | None]) -> None:
         },
     )
     async def deny(
-        escalation_id: EscalationId, body: api_models.DenialBody | None = None
+        escalation_id: EscalationId,
+        request: Request,
+        body: api_models.DenialBody | None = None,
     ) -> Response:
+        who = await approver(request)
+
         async def run() -> Response:
             b = body or api_models.DenialBody()
-            result = await the_desk().deny(escalation_id, by=b.by, reason=b.reason)
+            result = await the_desk().deny(escalation_id, by=who.name, reason=b.reason)
             return api_responses.json_response(200, result.model_dump_json().encode())
 
         return await decide(run, escalation_id)

@@ -133,28 +133,26 @@ class DecisionHistory(_Body):
 
 
 class ApprovalBody(_Body):
-    """Who approves an escalated action."""
+    """Why an escalated action is approved. The approver is the authenticated caller (kept in
+    the audit trail), never a name in the body."""
 
-    by: str | None = Field(default=None, max_length=256)
-    """The person approving (kept in the audit trail)."""
     note: str | None = Field(default=None, max_length=4096)
     """Why."""
 
-    @field_validator("by", "note")
+    @field_validator("note")
     @classmethod
     def _storable(cls, value: str | None) -> str | None:
         return None if value is None else check_text(value)
 
 
 class DenialBody(_Body):
-    """Who denies an escalated action, and why."""
+    """Why an escalated action is denied. The denier is the authenticated caller (kept in the
+    audit trail), never a name in the body."""
 
-    by: str | None = Field(default=None, max_length=256)
-    """The person denying (kept in the audit trail)."""
     reason: str | None = Field(default=None, max_length=4096)
-    """Why; the user gets the agent's polite refusal, not this text."""
+    """Why; the user gets the agent's polite refusal, which quotes it."""
 
-    @field_validator("by", "reason")
+    @field_validator("reason")
     @classmethod
     def _storable(cls, value: str | None) -> str | None:
         return None if value is None else check_text(value)

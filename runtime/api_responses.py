@@ -27,6 +27,7 @@ __all__ = [
 ERROR_CODES: Final = {
     400: "invalid_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
@@ -68,6 +69,7 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     for s, d in (
         (400, "Malformed JSON."),
         (401, "Missing or unknown bearer token (when authentication is on)."),
+        (403, "The caller's roles (or RBAC) do not allow this call."),
         (413, "Body larger than server.maxBodyBytes."),
         (415, "Body not JSON."),
         (422, "A field is missing, has the wrong type, is unknown or out of bounds."),

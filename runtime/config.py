@@ -376,6 +376,34 @@ class TelemetryConfig(_Model):
     """Minimum level of JSON logs."""
 
 
+SERVICEACCOUNT_DIR: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where Kubernetes mounts a pod's ServiceAccount token and the cluster CA."""
+
+
+class KubernetesAuthConfig(_Model):
+    """Callers prove who they are with a Kubernetes token; RBAC says what they may do.
+
+    Each token is checked with a TokenReview, each permission with a SubjectAccessReview on a
+    subresource of this AgentDeployment (``create agentdeployments/requests``, ``get
+    agentdeployments/history``, ``update agentdeployments/approvals``, ``impersonate
+    agentdeployments/endusers``); answers are cached briefly."""
+
+    enabled: bool = False
+    """Turn it on (the operator does, for every agent it runs)."""
+    api_server: str | None = None
+    """The API server's URL; defaults to ``https://$KUBERNETES_SERVICE_HOST:$..._PORT``."""
+    token_file: str = f"{SERVICEACCOUNT_DIR}/token"
+    """The agent's own ServiceAccount token, which makes the reviews (re-read when rotated)."""
+    ca_file: str | None = f"{SERVICEACCOUNT_DIR}/ca.crt"
+    """CA bundle of the API server's certificate."""
+    audiences: tuple[str, ...] = ()
+    """Audiences a caller's token must be issued for; none: the API server's own."""
+    cache_seconds: float = Field(default=60.0, ge=0, le=600)
+    """How long an authenticated token or a granted permission is remembered."""
+    denied_cache_seconds: float = Field(default=5.0, ge=0, le=600)
+    """How long a rejected token or a denied permission is remembered."""
+
+
 class ServerConfig(_Model):
     """The runtime's HTTP API."""
 
@@ -388,7 +416,23 @@ class ServerConfig(_Model):
     max_input_chars: int = Field(default=32_000, ge=1)
     """Largest ``input`` accepted by the API (422 beyond); policies may set lower limits."""
     auth_tokens_file: str | None = None
-    """File with one bearer token per line (a mounted Secret); none disables authentication."""
+    """File of ``TOKEN IDENTITY ROLE[,ROLE...]`` lines (a mounted Secret), re-read when it
+    changes: authentication without Kubernetes."""
+    kubernetes_auth: KubernetesAuthConfig = KubernetesAuthConfig()
+    """Authentication with Kubernetes tokens (TokenReview) and RBAC (SubjectAccessReview)."""
+
+    @model_validator(mode="after")
+    def _one_authentication(self) -> ServerConfig:
+        if self.auth_tokens_file and self.kubernetes_auth.enabled:
+            raise ValueError("choose one authentication: authTokensFile or kubernetesAuth")
+        return self
+
+    @property
+    def authentication(self) -> str:
+        """``kubernetes``, ``tokens`` or ``none``."""
+        if self.kubernetes_auth.enabled:
+            return "kubernetes"
+        return "tokens" if self.auth_tokens_file else "none"
 
 
 # ------------------------------------------------------------------------------------ policies
@@ -402,10 +446,21 @@ class Enforcement(StrEnum):
 
 
 class CostLimitPolicy(_Model):
-    """Spend per agent over a rolling hour."""
+    """Spend over a rolling hour and/or day, of the whole agent or of each end user."""
 
-    max_usd_per_hour: float = Field(gt=0)
+    max_usd_per_hour: float | None = Field(default=None, gt=0)
     """Calls whose estimate would take the last hour's spend past this are denied."""
+    max_usd_per_day: float | None = Field(default=None, gt=0)
+    """Calls whose estimate would take the last 24 hours' spend past this are denied."""
+    per: Literal["agent", "user"] = "agent"
+    """Whose spend: the whole agent's, or each end user's (the authenticated caller, or the
+    end user a caller with the delegate role names)."""
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> CostLimitPolicy:
+        if self.max_usd_per_hour is None and self.max_usd_per_day is None:
+            raise ValueError("set maxUsdPerHour, maxUsdPerDay or both")
+        return self
 
 
 class RateLimitPolicy(_Model):

@@ -42,8 +42,8 @@ __all__ = ["DEFAULT_SETTLE_INTERVAL_SECONDS", "Desk", "Settler"]
 log = logging.getLogger(__name__)
 
 DEFAULT_SETTLE_INTERVAL_SECONDS: Final = 5.0
-DEFAULT_DECIDER: Final = "api"
-"""``decided_by`` when an API caller does not say who they are."""
+DEFAULT_DECIDER: Final = "anonymous"
+"""``decided_by`` when the API runs without authentication."""
 
 
 def _summary(e: rows.EscalationRow) -> dict[str, Any]:
@@ -110,6 +110,8 @@ class Desk:
             decided: rows.EscalationRow = await decide(escalation_id, by or DEFAULT_DECIDER, why)
         except escalations.EscalationNotPending as e:
             raise api_escalations.EscalationDecided(str(e)) from e
+        except escalations.SelfApproval as e:
+            raise api_escalations.EscalationForbidden(str(e)) from e
         return decided
 
     # ------------------------------------------------------------------------ acting
@@ -127,6 +129,7 @@ class Desk:
         """End a denied or expired escalation's request: audit and store its answer."""
         now = datetime.fromtimestamp(self._clock(), UTC)
         request, result, decision = escalations.closing(e, now=now)
+        result = requests.attributed(result, request)
         await self.sink.submit_result(request, result, (decision,))
         await self.queue.answer_escalated(e.request_id, e.id, result.model_dump_json().encode())
         await self.service.settle(e.id)

@@ -4,8 +4,11 @@ A pure ASGI middleware (no per-request task or body copy) wrapped around the Fas
 :func:`pilothouse.runtime.api.create_app`. In order:
 
 1. a server span per request, continuing the caller's W3C ``traceparent`` when it sends one;
-2. bearer-token authentication of ``/v1/`` and ``/agent/`` (health, metrics and the OpenAPI
-   document stay open): 401 with ``WWW-Authenticate: Bearer``;
+2. authentication of ``/v1/`` and ``/agent/`` by the agent's
+   :class:`~pilothouse.runtime.identities.Authenticator` (health, metrics and the OpenAPI
+   document stay open): 401 with ``WWW-Authenticate: Bearer`` when the credentials prove no
+   identity, 503 when they cannot be checked now; the identity goes into the ASGI scope
+   (:func:`identity_of`) for the routes to authorise;
 3. the body size bound ``server.maxBodyBytes``: 413 from ``Content-Length`` before anything is
    read, or as soon as a streamed body passes the bound;
 4. JSON only for bodies: 415 for another ``Content-Type``;
@@ -23,9 +26,9 @@ import orjson
 from opentelemetry import trace
 from starlette import exceptions as starlette_exceptions
 
-from pilothouse.runtime import metrics, telemetry, tokens
+from pilothouse.runtime import identities, metrics, telemetry
 
-__all__ = ["OTHER_ROUTE", "PROTECTED_PREFIXES", "Edge", "error_body"]
+__all__ = ["IDENTITY_KEY", "OTHER_ROUTE", "PROTECTED_PREFIXES", "Edge", "error_body", "identity_of"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,6 +38,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROTECTED_PREFIXES: Final = ("/v1/", "/agent/")
 """Paths that need a token when authentication is on."""
+IDENTITY_KEY: Final = "pilothouse.identity"
+"""ASGI scope key of the caller's :class:`identities.Identity`."""
 OTHER_ROUTE: Final = "_other"
 """``route`` label of requests that matched no route."""
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
@@ -49,6 +54,14 @@ def error_body(code: str, message: str, detail: Any = None) -> bytes:
     if detail is not None:
         doc["detail"] = detail
     return orjson.dumps(doc)
+
+
+def identity_of(scope: Scope) -> identities.Identity:
+    """The authenticated caller of a request the edge let through to a protected route."""
+    found = scope.get(IDENTITY_KEY)
+    if not isinstance(found, identities.Identity):
+        raise LookupError(f"no caller identity for {scope.get('path')} (not a protected path)")
+    return found
 
 
 async def _respond(
@@ -71,11 +84,11 @@ class Edge:
         app: ASGIApp,
         *,
         max_body_bytes: int,
-        token_file: tokens.TokenFile | None = None,
+        authenticator: identities.Authenticator = identities.NO_AUTHENTICATION,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.tokens = token_file
+        self.auth = authenticator
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,7 +117,9 @@ class Edge:
             kind=trace.SpanKind.SERVER,
             attributes=lambda: {"http.request.method": method, "url.path": path},
         ) as span:
-            rejected = self._reject(method, path, headers)
+            rejected = await self._authenticate(scope, path, headers)
+            if rejected is None:
+                rejected = self._reject(method, path, headers)
             if rejected is not None:
                 code, body, extra = rejected
                 await _respond(send_and_note, code, body, extra)
@@ -128,17 +143,27 @@ class Edge:
         children[0].inc()
         children[1].observe(time.perf_counter() - started)
 
+    async def _authenticate(
+        self, scope: Scope, path: str, headers: dict[bytes, bytes]
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+        """Put the caller's identity into the scope; the answer when there is none."""
+        if not path.startswith(PROTECTED_PREFIXES):
+            return None
+        try:
+            identity = await self.auth.authenticate(headers.get(b"authorization"))
+        except identities.AuthenticationUnavailable as e:
+            body = error_body("unavailable", f"cannot check the credentials now: {e}")
+            return 503, body, [(b"retry-after", b"1")]
+        if identity is None:
+            body = error_body("unauthorized", "a valid bearer token is required")
+            return 401, body, [(b"www-authenticate", b'Bearer realm="pilothouse"')]
+        scope[IDENTITY_KEY] = identity
+        return None
+
     def _reject(
         self, method: str, path: str, headers: dict[bytes, bytes]
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
         """Status, body and headers of an answer given before the app runs, or None."""
-        if (
-            self.tokens is not None
-            and path.startswith(PROTECTED_PREFIXES)
-            and not self.tokens.accepts(headers.get(b"authorization"))
-        ):
-            body = error_body("unauthorized", "a valid bearer token is required")
-            return 401, body, [(b"www-authenticate", b'Bearer realm="pilothouse"')]
         length = headers.get(b"content-length")
         if length is not None:
             try:

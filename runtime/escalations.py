@@ -10,6 +10,10 @@ expensive call); the loop returns status ``escalated`` and a
 * :meth:`~EscalationService.approve` / :meth:`~EscalationService.deny` decide it, atomically and
   only from ``pending`` (an escalation past its deadline becomes ``expired`` instead, and the
   call raises :class:`EscalationExpired`); :meth:`~EscalationService.expire` sweeps them.
+  Four eyes: the identity that sent the request cannot decide its escalation
+  (:class:`SelfApproval`). Deciding is idempotent: the same identity taking the same decision
+  again gets the decided escalation back; anyone else finds it decided
+  (:class:`EscalationNotPending`), so of two approvers at once exactly one wins.
 * The runtime then acts on decided escalations: :meth:`~EscalationService.resumption` gives an
   approved one's request (with ``approved_escalation`` set) and pending action to re-run;
   :func:`closing` gives a denied or expired one's final answer and decision record. Either way
@@ -39,7 +43,9 @@ __all__ = [
     "EscalationNotFound",
     "EscalationNotPending",
     "EscalationService",
+    "SelfApproval",
     "closing",
+    "requester",
 ]
 
 STATUSES: Final = ("pending", "approved", "denied", "expired")
@@ -62,6 +68,24 @@ class EscalationNotPending(EscalationError):
         by = f" by {escalation.decided_by}" if escalation.decided_by else ""
         super().__init__(f"escalation {escalation.id} is already {escalation.status}{by}")
         self.escalation = escalation
+
+
+class SelfApproval(EscalationError):
+    """Four eyes: the identity that sent a request cannot approve or deny its escalation."""
+
+    def __init__(self, escalation: rows.EscalationRow, by: str) -> None:
+        super().__init__(
+            f"{by} sent request {escalation.request_id}, so {by} cannot decide its escalation "
+            f"{escalation.id}: another identity with the approve role must"
+        )
+        self.escalation = escalation
+
+
+def requester(escalation: rows.EscalationRow) -> str | None:
+    """The authenticated identity that sent the escalated request (None when unknown)."""
+    request = escalation.snapshot.get("request") or {}
+    caller = request.get("caller") if isinstance(request, dict) else None
+    return caller if isinstance(caller, str) and caller else None
 
 
 class EscalationExpired(EscalationNotPending):
@@ -151,13 +175,17 @@ class EscalationService:
     async def _decide(
         self, escalation_id: str, status: str, by: str, reason: str | None
     ) -> rows.EscalationRow:
-        if not by.strip():
+        by = by.strip()
+        if not by:
             raise EscalationError("say who decides (by)")
-        decided = await self.store.decide_escalation(
-            escalation_id, status, by.strip(), reason, self._now()
-        )
+        found = await self.get(escalation_id)
+        if requester(found) == by:
+            raise SelfApproval(found, by)
+        decided = await self.store.decide_escalation(escalation_id, status, by, reason, self._now())
         if decided is None:
             current = await self.get(escalation_id)
+            if current.status == status and current.decided_by == by:
+                return current  # the same decision by the same identity: idempotent
             if current.status == "expired":
                 raise EscalationExpired(current)
             raise EscalationNotPending(current)

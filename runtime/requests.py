@@ -13,7 +13,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ActionTaken", "AgentRequest", "AgentResult", "ResultStatus", "new_request_id"]
+__all__ = [
+    "ActionTaken",
+    "AgentRequest",
+    "AgentResult",
+    "ResultStatus",
+    "attributed",
+    "new_request_id",
+]
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
@@ -44,6 +51,9 @@ class AgentRequest(BaseModel):
     """Deadline of this request; defaults to the agent's ``requestTimeoutSeconds``."""
     approved_escalation: str | None = None
     """Set by the runtime when a human approved this request's escalated action."""
+    caller: str | None = None
+    """Set by the runtime: the authenticated identity that sent the request (``user`` is the
+    end user it acts for). None when the API runs without authentication."""
 
 
 class ResultStatus(StrEnum):
@@ -122,3 +132,13 @@ class AgentResult(BaseModel):
     """The session context after this request (e.g. ``{"return_initiated": true}``)."""
     escalation_id: str | None = None
     """The pending approval, when ``status`` is ``escalated``."""
+    caller: str | None = None
+    """The authenticated identity that sent the request (only it, and identities allowed to
+    read every result, can read this result)."""
+
+
+def attributed(result: AgentResult, request: AgentRequest) -> AgentResult:
+    """``result`` carrying its request's caller (what the API checks before showing it)."""
+    if request.caller is None or result.caller == request.caller:
+        return result
+    return result.model_copy(update={"caller": request.caller})

@@ -41,6 +41,8 @@ from pilothouse.runtime import (
     config,
     desk,
     escalations,
+    identities,
+    kubeauth,
     metrics,
     modelchecks,
     probes,
@@ -57,8 +59,10 @@ from pilothouse.runtime.policies import engine
 
 __all__ = [
     "BACKLOG_INTERVAL_SECONDS",
+    "NO_AUTHENTICATION_WARNING",
     "Role",
     "Runtime",
+    "build_authenticator",
     "build_runtime",
     "instance_name",
     "pooled_http_client",
@@ -71,6 +75,10 @@ BACKLOG_INTERVAL_SECONDS: Final = 5.0
 REDIS_MAX_CONNECTIONS: Final = 256
 """Upper bound of one process's Redis connections (``concurrency + 64`` below it)."""
 REDIS_TIMEOUT_SECONDS: Final = 5.0
+NO_AUTHENTICATION_WARNING: Final = (
+    "AUTHENTICATION IS OFF: anyone who reaches this agent's API can send requests, read every "
+    "result and approve escalations. Set server.kubernetesAuth or server.authTokensFile."
+)
 HTTP_POOL_SHARDS: Final = 8
 """Most connection pools the agent's HTTP calls are spread over."""
 HTTP_CALLS_PER_SHARD: Final = 16
@@ -156,6 +164,7 @@ class Runtime:
     settler: desk.Settler | None = None
     housekeeper: retention.Housekeeper | None = None
     tracer_provider: TracerProvider | None = None
+    authenticator: identities.Authenticator = identities.NO_AUTHENTICATION
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _started: list[str] = field(default_factory=list)
 
@@ -186,7 +195,16 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self._watch_backlog(), name="backlog-gauge"))
         if self.agent is not None:
             self._tasks.append(asyncio.create_task(self._check_models(), name="model-check"))
-        log.info("runtime started", extra={"role": str(self.role), "instance": self.instance})
+        log.info(
+            "runtime started",
+            extra={
+                "role": str(self.role),
+                "instance": self.instance,
+                "authentication": self.authenticator.mode,
+            },
+        )
+        if self.role.serves_api and self.authenticator.mode == identities.NoAuthentication.mode:
+            log.warning(NO_AUTHENTICATION_WARNING)
 
     async def _check_models(self) -> None:
         assert self.agent is not None
@@ -228,6 +246,8 @@ class Runtime:
             await self.agent.aclose()
         if self.http_client is not None:
             await self.http_client.aclose()
+        if isinstance(self.authenticator, kubeauth.KubernetesAuth):
+            await self.authenticator.aclose()
         if self.writer is not None and "writer" in self._started:
             await self.writer.close()
         if self.audit_store is not None:
@@ -314,8 +334,7 @@ async def build_runtime(
         service = escalations.EscalationService(audit_store)
         sink = writer
 
-    tokens_path = cfg.server.auth_tokens_file
-    token_file = tokens.TokenFile(tokens_path) if tokens_path else None
+    authenticator = build_authenticator(cfg, env)
 
     async def redis_check() -> str | None:
         await work_queue.ping()
@@ -363,7 +382,7 @@ async def build_runtime(
         waiter=waiter,
         history=history_reader,
         escalations=runtime_desk,
-        token_file=token_file,
+        authenticator=authenticator,
     )
     return Runtime(
         cfg=cfg,
@@ -382,7 +401,21 @@ async def build_runtime(
         settler=settler,
         housekeeper=housekeeper,
         tracer_provider=provider,
+        authenticator=authenticator,
     )
+
+
+def build_authenticator(
+    cfg: config.RuntimeConfig, environ: Mapping[str, str]
+) -> identities.Authenticator:
+    """Who the API's callers are: Kubernetes reviews, a token file, or nobody checks."""
+    if cfg.server.kubernetes_auth.enabled:
+        return kubeauth.KubernetesAuth(
+            cfg.server.kubernetes_auth, namespace=cfg.namespace, agent=cfg.agent, environ=environ
+        )
+    if cfg.server.auth_tokens_file:
+        return tokens.TokenFile(cfg.server.auth_tokens_file)
+    return identities.NO_AUTHENTICATION
 
 
 def _housekeeper(cfg: config.RuntimeConfig, audit_store: store.AuditStore) -> retention.Housekeeper:

@@ -356,7 +356,7 @@ class WorkerPool:
         stored = await self._queue.answered_audit(d.entry_id) if d.deliveries > 1 else None
         if stored is None:
             processed = await self._run_with_deadline(request)
-            result = processed.result
+            result = requests.attributed(processed.result, request)
             span.set_attribute("pilothouse.result.status", result.status.value)
             result_json = result.model_dump_json().encode()
             outcome = await self._retrying(
@@ -431,6 +431,8 @@ class WorkerPool:
                 answer=self._cfg.fallback.response,
                 fallback_reason="dead_lettered",
             )
+            if d.envelope is not None:
+                failed = requests.attributed(failed, d.envelope.request)
         stored = None
         with contextlib.suppress(queue.QueueUnavailable, queue.QueueError):
             stored = await self._queue.answered_audit(d.entry_id)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import shutil
@@ -73,6 +74,8 @@ class Agent:
     redis_url: str
     postgres_dsn: str
     tools_url: str
+    headers: dict[str, str]
+    """What the demo's callers send: the chat front end's ServiceAccount token."""
 
 
 def setup(opts: Options, out: console.Console, procs: stack.Stack) -> Agent:
@@ -300,6 +303,9 @@ def _start_runtime(
     saved.write_text(text)
     cfg = config.parse_config(yaml.safe_load(text), source=f"configmap/{AGENT}-runtime")
     out.info(f"· config: ConfigMap {AGENT}-runtime, key runtime.yaml (saved as {_rel(saved)})")
+    headers: dict[str, str] = {}
+    if cfg.server.kubernetes_auth.enabled:
+        cfg, headers = _kubernetes_callers(opts, out, k, cfg)
     refs = manifests.secret_refs(deployment)
     found = {name: k.secret_data(name, NAMESPACE) for name, _ in refs}
     env = manifests.pod_env(deployment, found)
@@ -331,6 +337,7 @@ def _start_runtime(
         redis_url=local.redis_url,
         postgres_dsn=local.postgres_dsn,
         tools_url=local.tools_url,
+        headers=headers,
     )
 
 
@@ -359,3 +366,59 @@ def clean_workdir(workdir: Path) -> None:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / WORKDIR_MARKER).write_text("made by make demo; emptied at each run\n")
+
+
+CALLER: Final = "chat-frontend"
+"""The ServiceAccount the demo's requests come from."""
+
+
+def _kubernetes_callers(
+    opts: Options, out: console.Console, k: kube.Kube, cfg: config.RuntimeConfig
+) -> tuple[config.RuntimeConfig, dict[str, str]]:
+    """Kubernetes authentication, as a pod gets it: the agent's ServiceAccount token and the
+    cluster CA in files, the API server's address (what the kubelet and the kubernetes Service
+    provide). And a caller: a ServiceAccount RBAC lets send requests and read their history."""
+    server, ca_data = k.server_and_ca()
+    ca = opts.workdir / "ca.crt"
+    ca.write_bytes(base64.b64decode(ca_data))
+    own = opts.workdir / "agent-token"
+    own.write_text(k.run("create", "token", AGENT, "-n", NAMESPACE, "--duration=24h").strip())
+    auth = cfg.server.kubernetes_auth.model_copy(
+        update={"api_server": server, "token_file": str(own), "ca_file": str(ca)}
+    )
+    cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"kubernetes_auth": auth})})
+    rbac = "rbac.authorization.k8s.io"
+    k.apply(
+        [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CALLER}},
+            {
+                "apiVersion": f"{rbac}/v1",
+                "kind": "Role",
+                "metadata": {"name": f"{AGENT}-callers"},
+                "rules": [
+                    {
+                        "apiGroups": ["pilothouse.dev"],
+                        "resources": ["agentdeployments/requests", "agentdeployments/history"],
+                        "resourceNames": [AGENT],
+                        "verbs": ["create", "get"],
+                    }
+                ],
+            },
+            {
+                "apiVersion": f"{rbac}/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": f"{CALLER}-calls-{AGENT}"},
+                "roleRef": {"apiGroup": rbac, "kind": "Role", "name": f"{AGENT}-callers"},
+                "subjects": [{"kind": "ServiceAccount", "name": CALLER, "namespace": NAMESPACE}],
+            },
+        ],
+        namespace=NAMESPACE,
+    )
+    token = k.run("create", "token", CALLER, "-n", NAMESPACE, "--duration=24h").strip()
+    out.info(
+        f"· callers authenticate with Kubernetes tokens: ServiceAccount {CALLER} may send "
+        f"requests and read their history (Role {AGENT}-callers); the operator let the "
+        f"agent's ServiceAccount review them (ClusterRoleBinding pilothouse:reviews:"
+        f"{NAMESPACE}:{AGENT})"
+    )
+    return cfg, {"Authorization": f"Bearer {token}"}

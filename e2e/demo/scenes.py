@@ -109,7 +109,9 @@ def converse(agent: run.Agent) -> Conversation:
     )
     session = f"demo-session-{uuid.uuid4().hex[:8]}"
     talk = Conversation()
-    with httpx.Client(base_url=agent.api.url, timeout=ANSWER_WAIT + 10) as http:
+    with httpx.Client(
+        base_url=agent.api.url, timeout=ANSWER_WAIT + 10, headers=agent.headers
+    ) as http:
         for ask in ASKS:
             body: dict[str, Any] = {"input": ask.text}
             if ask.in_session:
@@ -278,7 +280,10 @@ def flood(agent: run.Agent) -> None:
         agent.worker.stop()
     out.done("workers stopped", "SIGTERM, drained: new requests now wait in the Redis stream", t[0])
 
-    with out.timed() as t, httpx.Client(base_url=agent.api.url, timeout=30) as http:
+    with (
+        out.timed() as t,
+        httpx.Client(base_url=agent.api.url, timeout=30, headers=agent.headers) as http,
+    ):
         ids = []
         for i in range(count):
             body = {"input": f"What is {i}+{i}?", "timeout_seconds": FLOOD_REQUEST_TIMEOUT}
@@ -406,6 +411,6 @@ def _backlog(agent: run.Agent) -> int:
 
 
 def _answered(agent: run.Agent, ids: list[str]) -> int:
-    with httpx.Client(base_url=agent.api.url, timeout=10) as http:
+    with httpx.Client(base_url=agent.api.url, timeout=10, headers=agent.headers) as http:
         states = [http.get(f"/v1/requests/{rid}").json().get("state") for rid in ids]
     return sum(1 for s in states if s == "done")

@@ -237,6 +237,8 @@ class RequestRow:
     escalation_id: str | None
     metadata: dict[str, Any]
     finished_at: datetime
+    caller: str | None = None
+    """The authenticated identity that sent the request (``user_id`` is the end user)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -245,7 +247,7 @@ class RequestRow:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RequestRow:
-        values = {f.name: data[f.name] for f in fields(cls)}
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         values["finished_at"] = datetime.fromisoformat(values["finished_at"])
         return cls(**values)
 
@@ -295,6 +297,7 @@ def request_row(
         escalation_id=result.escalation_id,
         metadata=_clean(dict(request.metadata), scrub),
         finished_at=_utc(finished_at),
+        caller=request.caller,
     )
 
 

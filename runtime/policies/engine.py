@@ -156,9 +156,18 @@ class PolicyEngine:
         self._prefix = cfg.redis.key_prefix
         self._namespace = cfg.namespace
         self._has_cost = any(p.cost for p in self._policies)
-        self._reservations: collections.OrderedDict[tuple[str, str, int], tuple[int, int]] = (
-            collections.OrderedDict()
-        )
+        used = {(p.cost.per, w) for p in self._policies if p.cost for w, _, _ in p.cost.limits}
+        kinds: list[tuple[str, costs.Window]] = [
+            ("agent", "hour"),
+            ("agent", "day"),
+            ("user", "hour"),
+            ("user", "day"),
+        ]
+        # The agent's hourly spend is always kept, so a limit added later sees the spend so far.
+        self._spend_kinds = tuple(k for k in kinds if k in used or k == ("agent", "hour"))
+        self._reservations: collections.OrderedDict[
+            tuple[str, str, int], tuple[tuple[costs.SpendKey, ...], int]
+        ] = collections.OrderedDict()
         self._cost_script: Any = None
         self._rate_script: Any = None
         if redis_client is not None:
@@ -196,23 +205,24 @@ class PolicyEngine:
             )
 
     async def settle(self, action: hooks.Action, actual_cost_usd: float) -> None:
-        """Correct the agent's spend by the difference between the real cost and the estimate
-        reserved before the call. Never raises: a failure is logged."""
+        """Correct the spends by the difference between the real cost and the estimate
+        reserved before the call (in the buckets it was reserved in). Never raises: a failure
+        is logged."""
         if not self._has_cost or self._redis is None:
             return
         reserved = self._reservations.pop((action.agent_id, action.request_id, action.step), None)
         if reserved is None:
-            minute, delta = costs.minute_of(self._clock()), costs.to_nano(actual_cost_usd)
+            spends, delta = self._spends(action), costs.to_nano(actual_cost_usd)
         else:
-            minute, delta = reserved[0], costs.to_nano(actual_cost_usd) - reserved[1]
+            spends, delta = reserved[0], costs.to_nano(actual_cost_usd) - reserved[1]
         if delta == 0:
             return
-        key = costs.spend_key(self._prefix, self._namespace, action.agent_id)
         try:
             async with asyncio.timeout(self._timeout):
                 pipe = self._redis.pipeline(transaction=False)
-                pipe.hincrby(key, str(minute), delta)
-                pipe.expire(key, costs.KEY_TTL_SECONDS)
+                for spend in spends:
+                    pipe.hincrby(spend.key, str(spend.bucket), delta)
+                    pipe.expire(spend.key, spend.ttl)
                 await pipe.execute()
         except _REDIS_ERRORS as e:
             log.warning(
@@ -320,23 +330,47 @@ class PolicyEngine:
     async def _costs(
         self, indexed: list[tuple[int, _Policy]], action: hooks.Action, *, commit: bool
     ) -> dict[int, _Outcome]:
-        minute = costs.minute_of(self._clock())
         estimate = costs.to_nano(action.estimated_cost_usd)
-        args: list[int | str] = [minute, estimate, int(commit), costs.KEY_TTL_SECONDS]
+        spends = self._spends(action)
+        where = {(scope, window): i for i, (scope, window) in enumerate(self._spend_kinds)}
+        args: list[int | str] = [estimate, int(commit), len(spends)]
+        for spend in spends:
+            args += [spend.bucket, spend.window, spend.ttl]
         for _, p in indexed:
             assert p.cost is not None
-            args += [p.cost.limit_nano, int(not p.dry_run)]
-        key = costs.spend_key(self._prefix, self._namespace, action.agent_id)
-        spent, reserved = await self._cost_script(keys=[key], args=args)
+            for window, limit, _usd in p.cost.limits:
+                args += [where[(p.cost.per, window)] + 1, limit, int(not p.dry_run)]
+        *spent, reserved = await self._cost_script(keys=[s.key for s in spends], args=args)
         if reserved:
-            self._remember(action, minute, estimate)
+            self._remember(action, spends, estimate)
+        user = action.user or rates.ANONYMOUS
         out: dict[int, _Outcome] = {}
         for i, p in indexed:
             assert p.cost is not None
-            out[i] = _Outcome(p.cost.finding(int(spent), estimate))
+            found = None
+            for window, _limit, _usd in p.cost.limits:
+                seen = int(spent[where[(p.cost.per, window)]])
+                found = found or p.cost.finding(seen, estimate, user=user, window=window)
+            out[i] = _Outcome(found)
         return out
 
-    def _remember(self, action: hooks.Action, minute: int, estimate: int) -> None:
-        self._reservations[(action.agent_id, action.request_id, action.step)] = (minute, estimate)
+    def _spends(self, action: hooks.Action) -> tuple[costs.SpendKey, ...]:
+        """The spends a call is checked against and reserved in, in :attr:`_spend_kinds`
+        order: the agent's hour (and day), and the end user's when a limit is per user."""
+        now = self._clock()
+        agent = costs.spend_key(self._prefix, self._namespace, action.agent_id)
+        user = action.user or rates.ANONYMOUS
+        keys = {
+            "agent": agent,
+            "user": costs.user_spend_key(self._prefix, self._namespace, action.agent_id, user),
+        }
+        return tuple(
+            costs.spend_at(keys[scope], window, now) for scope, window in self._spend_kinds
+        )
+
+    def _remember(
+        self, action: hooks.Action, spends: tuple[costs.SpendKey, ...], estimate: int
+    ) -> None:
+        self._reservations[(action.agent_id, action.request_id, action.step)] = (spends, estimate)
         while len(self._reservations) > MAX_OPEN_RESERVATIONS:
             self._reservations.popitem(last=False)

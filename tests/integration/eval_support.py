@@ -133,7 +133,7 @@ def forgetful_config(
 
 def _serve(config_file: Path, redis_url: str, folder: Path) -> Iterator[str]:
     tokens = folder / "tokens"
-    tokens.write_text(TOKEN + "\n")
+    tokens.write_text(f"{TOKEN} eval submit\n")
     cfg = config.load_config(config_file)
     cfg = cfg.model_copy(
         update={"server": cfg.server.model_copy(update={"auth_tokens_file": str(tokens)})}

@@ -89,13 +89,18 @@ def test_approved_over_http_the_request_resumes_and_completes(
     assert escalated["escalation_id"] in [e["escalation_id"] for e in pending]
     returns_before = sum(r.path == "/returns" for r in module_tool_server.received)
 
-    r = client.post(f"/v1/escalations/{escalated['escalation_id']}/approve", json={"by": "alice"})
+    r = client.post(f"/v1/escalations/{escalated['escalation_id']}/approve", json={"note": "ok"})
     assert r.status_code == 202, r.text
     final = _final(client, escalated["request_id"])
     assert final["status"] == "completed"
     assert sum(r.path == "/returns" for r in module_tool_server.received) == returns_before + 1
-    again = client.post(f"/v1/escalations/{escalated['escalation_id']}/approve", json={"by": "bob"})
-    assert again.status_code == 409
+    # Approving again (the same, unauthenticated caller) is answered the same; nothing re-runs.
+    again = client.post(f"/v1/escalations/{escalated['escalation_id']}/approve")
+    assert again.status_code == 202
+    assert sum(r.path == "/returns" for r in module_tool_server.received) == returns_before + 1
+    denied = client.post(f"/v1/escalations/{escalated['escalation_id']}/deny")
+    assert denied.status_code == 409
+    assert "already approved by anonymous" in denied.json()["message"]
 
 
 def test_denied_with_the_cli_the_caller_gets_a_clear_refusal(

@@ -4,14 +4,16 @@ two engines with their own Redis clients (like two replicas) never together exce
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
+from importlib import resources
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from pilothouse.runtime import config, devservers, hooks
-from pilothouse.runtime.policies import engine
+from pilothouse.runtime.policies import costs, engine
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +206,89 @@ async def test_a_pure_denial_later_in_order_reserves_nothing(
     assert (await e.check(_llm(unique_name, "a"))).allowed
     assert (await e.check(_llm(unique_name, "b"))).allowed
     assert not (await e.check(_llm(unique_name, "c"))).allowed
+
+
+async def test_a_per_user_cost_limit_keeps_each_users_spend_and_the_agents(
+    clients: list[aioredis.Redis], unique_name: str
+) -> None:
+    cfg = _cfg(
+        unique_name,
+        {"name": "agent-budget", "costLimit": {"maxUsdPerHour": 0.05}},
+        {"name": "user-budget", "costLimit": {"maxUsdPerHour": 0.02, "per": "user"}},
+    )
+    clock = Clock()
+    replicas = [engine.PolicyEngine(cfg, c, clock=clock) for c in clients]
+
+    def llm(request: str, user: str | None) -> hooks.Action:
+        return hooks.Action(
+            Kind.LLM_CALL, unique_name, request, 0, estimated_cost_usd=0.01, user=user
+        )
+
+    # Two replicas, one user: the user's $0.02 holds across them.
+    answers = await asyncio.gather(*(r.check(llm(f"a{i}", "alice")) for i, r in
+                                     enumerate(replicas * 3)))  # fmt: skip
+    assert sum(a.allowed for a in answers) == 2
+    refused = next(a for a in answers if not a.allowed)
+    assert refused.policy == "user-budget"
+    assert "spent by user alice" in refused.reason
+    # Bob has his own budget; the agent's $0.05 is everyone's.
+    assert (await replicas[0].check(llm("b1", "bob"))).allowed
+    assert (await replicas[1].check(llm("b2", "bob"))).allowed
+    assert (await replicas[0].check(llm("c1", "carol"))).allowed
+    agent_refusal = await replicas[1].check(llm("c2", "carol"))
+    assert agent_refusal.policy == "agent-budget"
+    # Settling a call that cost nothing (on the replica that reserved it) frees room in both.
+    first = next(i for i, a in enumerate(answers) if a.allowed)
+    await (replicas * 3)[first].settle(llm(f"a{first}", "alice"), 0.0)
+    assert (await replicas[0].check(llm("a9", "alice"))).allowed
+
+
+async def test_the_cost_script_matches_the_pure_reference(
+    clients: list[aioredis.Redis], unique_name: str
+) -> None:
+    lua = resources.files("pilothouse.runtime.policies").joinpath("lua", "cost_reserve.lua")
+    script = clients[0].register_script(lua.read_text())
+    rng = random.Random(7)
+    keys = [f"{unique_name}:{{t}}:{name}" for name in ("agent", "agent:day", "user")]
+    windows = [costs.WINDOW_MINUTES, costs.DAY_HOURS, costs.WINDOW_MINUTES]
+    pure: list[dict[int, int]] = [{}, {}, {}]
+    now = 1_800_000_000.0
+    for _ in range(300):
+        now += rng.choice([0, 0, 5, 60, 420, 3660, 30_000])
+        buckets = [costs.minute_of(now), int(now // 3600), costs.minute_of(now)]
+        estimate = rng.choice([0, 3, 10, 40])
+        limits = [(k, rng.choice([50, 100, 400]), rng.random() < 0.8) for k in (0, 1, 2)]
+        commit = rng.random() < 0.9
+        args: list[int] = [estimate, int(commit), len(keys)]
+        for bucket, window in zip(buckets, windows, strict=True):
+            args += [bucket, window, 90_000]
+        for k, limit, enforced in limits:
+            args += [k + 1, limit, int(enforced)]
+        *spent, reserved = await script(keys=keys, args=args)
+        spends = [
+            costs.Spend(b, bucket, window)
+            for b, bucket, window in zip(pure, buckets, windows, strict=True)
+        ]
+        expected = costs.reserve_keys(spends, estimate, limits, commit=commit)
+        assert ([int(s) for s in spent], bool(reserved)) == expected
+
+
+async def test_daily_and_hourly_limits_hold_together(
+    clients: list[aioredis.Redis], unique_name: str
+) -> None:
+    cfg = _cfg(
+        unique_name,
+        {"name": "budget", "costLimit": {"maxUsdPerHour": 0.03, "maxUsdPerDay": 0.05}},
+    )
+    clock = Clock()
+    e = engine.PolicyEngine(cfg, clients[0], clock=clock)
+    outcomes = []
+    for hour in range(4):  # three calls allowed per hour, but five per day
+        for i in range(4):
+            outcomes.append((await e.check(_llm(unique_name, f"h{hour}-{i}"))).allowed)
+        clock.now += 3600
+    assert outcomes == [True] * 3 + [False] + [True, True, False, False] + [False] * 8
+    refused = await e.check(_llm(unique_name, "later"))
+    assert "in the last 24 hours" in refused.reason
+    clock.now += 24 * 3600  # a day later both windows are clear
+    assert (await e.check(_llm(unique_name, "next-day"))).allowed

@@ -21,7 +21,7 @@ async def client(
     redis_url: str, tmp_path: Path, unique_name: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     secret = tmp_path / "tokens"
-    secret.write_text("# rotated monthly\ngood-token\n")
+    secret.write_text("# rotated monthly\ngood-token ci submit\n")
     doc = runtime_config(
         unique_name,
         "http://127.0.0.1:9/v1",

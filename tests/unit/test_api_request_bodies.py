@@ -9,10 +9,10 @@ import pytest
 from pilothouse.runtime import api_models, requests
 
 
-def test_body_fields_are_the_request_fields_minus_approval_plus_wait() -> None:
+def test_body_fields_are_the_request_fields_minus_what_the_runtime_sets_plus_wait() -> None:
     body = set(api_models.RequestBody.model_fields)
     request = set(requests.AgentRequest.model_fields)
-    assert body == (request - {"approved_escalation"}) | {"wait_seconds"}
+    assert body == (request - {"approved_escalation", "caller"}) | {"wait_seconds"}
 
 
 def test_a_caller_cannot_approve_its_own_escalation() -> None:

@@ -441,3 +441,11 @@ def test_api_errors_become_conditions_with_the_reason() -> None:
     assert conditions.find(retrying.conditions, "Ready") == conditions.find(
         done.conditions, "Ready"
     )
+
+
+def test_the_status_says_how_callers_are_authenticated() -> None:
+    for mode in ("kubernetes", "tokens", "none"):
+        outcome = dataclasses.replace(RENDERED, authentication=mode)
+        status = _after_reconcile(_deployment(want=2, ready=2, updated=2), outcome=outcome)
+        assert status.authentication == mode
+        assert status.model_dump(by_alias=True, exclude_none=True)["authentication"] == mode

@@ -87,3 +87,56 @@ def test_rate_scope_follows_per() -> None:
     assert per_user.scope(anonymous) == "user:_anonymous"
     assert per_tenant.scope(action) == "tenant:t1"
     assert per_agent.scope(action) == "agent"
+
+
+def test_a_per_user_cost_limit_reserves_in_the_agents_and_the_users_spend() -> None:
+    agent: dict[int, int] = {}
+    alice: dict[int, int] = {}
+
+    def hourly(*buckets: dict[int, int]) -> list[costs.Spend]:
+        return [costs.Spend(b, 1000, costs.WINDOW_MINUTES) for b in buckets]
+
+    # Agent limit 100, alice's limit 30 (key 1): three calls of 10 fit, the fourth does not.
+    limits = [(0, 100, True), (1, 30, True)]
+    for _ in range(3):
+        spent, ok = costs.reserve_keys(hourly(agent, alice), 10, limits, commit=True)
+        assert ok
+    spent, ok = costs.reserve_keys(hourly(agent, alice), 10, limits, commit=True)
+    assert (spent, ok) == ([30, 30], False)
+    assert (agent, alice) == ({1000: 30}, {1000: 30})  # all or nothing: nothing reserved
+    # Another user's spend is their own; the agent's is shared.
+    bob: dict[int, int] = {}
+    spent, ok = costs.reserve_keys(hourly(agent, bob), 10, limits, commit=True)
+    assert (spent, ok) == ([30, 0], True)
+    assert agent == {1000: 40}
+    # A dry-run user limit lets the call through (and still counts it).
+    dry = [(0, 100, True), (1, 30, False)]
+    spent, ok = costs.reserve_keys(hourly(agent, alice), 10, dry, commit=True)
+    assert (spent, ok) == ([40, 30], True)
+    assert alice == {1000: 40}
+
+
+def test_a_daily_limit_counts_24_hourly_buckets() -> None:
+    day: dict[int, int] = {}
+    limits = [(0, 50, True)]
+    for hour in range(100, 105):  # 10 an hour for five hours
+        assert costs.reserve_keys([costs.Spend(day, hour, costs.DAY_HOURS)], 10, limits,
+                                  commit=True)[1]  # fmt: skip
+    assert not costs.reserve_keys([costs.Spend(day, 110, costs.DAY_HOURS)], 10, limits,
+                                  commit=True)[1]  # fmt: skip
+    # 24 hours after the first call, its hour has left the window.
+    spent, ok = costs.reserve_keys([costs.Spend(day, 124, costs.DAY_HOURS)], 10, limits,
+                                   commit=True)  # fmt: skip
+    assert (spent, ok) == ([40], True)
+    assert costs.spend_at("k", "day", 3600 * 124 + 5) == costs.SpendKey(
+        "k:day", 124, costs.DAY_HOURS, costs.DAY_KEY_TTL_SECONDS
+    )
+
+
+def test_a_daily_finding_names_the_day() -> None:
+    spec = config.CostLimitPolicy(max_usd_per_day=2.0, per="user")
+    found = costs.CostLimitSection(spec).finding(2 * USD, 1, user="alice", window="day")
+    assert found is not None
+    assert "spent by user alice in the last 24 hours" in found.reason
+    assert "$2.00/day" in found.reason
+    assert costs.CostLimitSection(spec).finding(10 * USD, 1, window="hour") is None

@@ -38,12 +38,21 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# An agent's NetworkPolicy exists only with spec.network: without, the operator finds (list)
+# and deletes it.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "create", "patch", "delete"]
+{{- if .Values.rbac.secretRead }}
 # The reconciler checks that every Secret an agent's pods reference exists (metadata only, no
 # value); the autoscaler reads the Redis URL of an agent with spec.scaling from its Secret (or
-# the runtime.redis Secret). Pods get Secrets as references.
+# the runtime.redis Secret). Pods get Secrets as references. Without (rbac.secretRead: false)
+# no Secret is read: missing ones show as pods that cannot start, and the autoscaler reads
+# operator.autoscalerRedis for every agent.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- end }}
 # Events on AgentDeployments and AgentPolicies (the reconciler's and Kopf's warnings).
 - apiGroups: [""]
   resources: ["events"]
@@ -64,6 +73,20 @@ tests/e2e run the operator under exactly these rules and prove that each one is 
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+{{- end }}
+{{- if .Values.rbac.agentTokenReviews }}
+# Agents authenticate their callers with Kubernetes tokens and RBAC (the default): each agent's
+# ServiceAccount gets one ClusterRoleBinding to system:auth-delegator (create tokenreviews and
+# subjectaccessreviews, nothing else), applied with the agent and deleted with it.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterrolebindings"]
+  verbs: ["create", "patch", "delete"]
+# The API server lets the operator bind a role only if it holds the role's rights or may bind
+# it: it may bind this one role and no other.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  resourceNames: ["system:auth-delegator"]
+  verbs: ["bind"]
 {{- end }}
 {{- if .Values.rbac.crdRead }}
 # Kopf notices CRDs installed or upgraded while it runs.
