@@ -75,7 +75,11 @@ CONTROL_PLANE_STOP_ORDER = (
     ("kube-apiserver",),
     ("etcd",),
 )
-STOP_ORDER = ((*NODE_AGENTS, "kwok"), NODE_RUNTIMES, *CONTROL_PLANE_STOP_ORDER[1:])
+STOP_ORDER = (
+    (*NODE_AGENTS, *CONTROL_PLANE_STOP_ORDER[0]),
+    NODE_RUNTIMES,
+    *CONTROL_PLANE_STOP_ORDER[1:],
+)
 COMPONENTS = tuple(name for batch in CONTROL_PLANE_STOP_ORDER for name in batch)
 
 Log = Callable[[str], None]
@@ -252,7 +256,7 @@ class Cluster:
         undo what its real nodes changed on the host."""
         if not self._owns_processes:
             return
-        self._groups.terminate([STOP_ORDER[0]], STOP_GRACE)  # kubelets, kube-proxies, kwok
+        self._groups.terminate([STOP_ORDER[0]], STOP_GRACE)  # node agents, kwok, clients
         self._groups.terminate([STOP_ORDER[1]], STOP_GRACE)  # containerds
         nodes.teardown(self.state_dir, log=self.log)  # containers, mounts, netns, cgroups
         self._groups.terminate(STOP_ORDER[2:], STOP_GRACE)

@@ -8,11 +8,11 @@ Secrets as environment, emptyDirs, Services. Called by ``launcher.Cluster`` when
 Layout of one node (index ``i``) of the cluster in slot ``s`` (one slot per running cluster
 with real nodes on this host, so several can run side by side)::
 
-    host ── veth ph<s>n<i> 10.250.<s>.<4i+1>/30 ──┐   routes: services 10.<96+s>.0.0/16 via node 0
-                                                  │
+    host ── veth ph<s>n<i> 10.250.<s>.<4i+1>/30 ──┐   routes: services 10.<96+s>.0.0/16 via node 0,
+                                                  │           pods 10.244.<8s+i>.0/24 via node i
     netns pilothouse-<s>-<i> ── eth0 10.250.<s>.<4i+2>/30 (the node IP, default route via host)
         containerd (own root, state, socket; CRI with restrict_oom_score_adj, cgroupfs)
-        CNI bridge cni0 10.244.<i>.1/24 (host-local IPAM, masquerade), kube-proxy (iptables)
+        CNI bridge cni0 10.244.<8s+i>.1/24 (host-local IPAM, masquerade), kube-proxy (iptables)
         kubelet (cgroupRoot /pilothouse-<s>-<i>, root dir, pod logs in the state dir)
 
 So iptables chains, the bridge, routes and the namespace's sysctls exist only inside the
@@ -167,7 +167,8 @@ class NodeNet:
 
     @property
     def pod_cidr(self) -> str:
-        return f"10.244.{self.index}.0/24"
+        """Unique per slot and node: the host routes it to the node (pods reachable from it)."""
+        return f"10.244.{8 * self.slot + self.index}.0/24"
 
     @property
     def cgroup(self) -> str:
@@ -270,6 +271,7 @@ def setup_network(state_dir: Path, net: NodeNet) -> None:
     _run("ip", "route", "add", "default", "via", net.host_ip, netns=ns)
     for key, value in NETNS_SYSCTLS.items():
         _run("sysctl", "-q", "-w", f"{key.replace('/', '.')}={value}", netns=ns)
+    _run("ip", "route", "add", net.pod_cidr, "via", net.node_ip)  # pod IPs, from the host
     if net.index == 0:  # the host reaches ClusterIPs through node 0's kube-proxy
         _run("ip", "route", "add", service_cidr(net.slot), "via", net.node_ip)
 
