@@ -80,8 +80,8 @@ def test_deleting_a_busy_pod_loses_and_duplicates_nothing(
         id_list = ",".join(f"'{rid}'" for rid in ids)
         audited = real_pods.psql(
             real_stack,
-            f"SELECT request_id, count(*) FROM pilothouse.audit_requests WHERE request_id IN ({id_list})"
-            " GROUP BY request_id",
+            "SELECT request_id, count(*) FROM pilothouse.audit_requests"
+            f" WHERE request_id IN ({id_list}) GROUP BY request_id",
         )
         answers = real_pods.psql(
             real_stack,
