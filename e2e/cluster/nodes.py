@@ -64,6 +64,9 @@ APT_PACKAGES = {  # what must be on the host -> the Debian package that brings i
 CNI_BIN_DIR = Path("/usr/lib/cni")
 NETNS_DIR = Path("/run/netns")
 SLOT_LOCK = Path("/run/pilothouse-nodes.lock")
+SOCKET_ROOT = Path("/run/pilothouse")
+MAX_SOCKET_PATH = 100
+MAX_NODE_INDEX = 7
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTAINER_LOGS = Path("/var/log/containers")
 CNI_CACHE = Path("/var/lib/cni/results")
@@ -328,8 +331,23 @@ def node_dir(state_dir: Path, index: int) -> Path:
     return state_dir / f"node-{index}"
 
 
+def socket_dir(state_dir: Path) -> Path:
+    """Short paths for containerd's sockets (a unix socket path has at most 104 bytes)."""
+    return SOCKET_ROOT / hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
+
+
 def containerd_socket(state_dir: Path, index: int) -> Path:
-    return node_dir(state_dir, index) / "containerd" / "containerd.sock"
+    return socket_dir(state_dir) / f"containerd-{index}.sock"
+
+
+def check_paths(state_dir: Path) -> None:
+    """The kubelet's own sockets live under its root dir: refuse a state dir too deep for them."""
+    longest = node_dir(state_dir, MAX_NODE_INDEX) / "kubelet" / "pod-resources" / "kubelet.sock"
+    if len(str(longest)) > MAX_SOCKET_PATH:
+        raise NodeError(
+            f"the state directory {state_dir} is too deep for the kubelet's unix sockets"
+            f" ({len(str(longest))} > {MAX_SOCKET_PATH} bytes): use a shorter --state-dir"
+        )
 
 
 def containerd_root(state_dir: Path, index: int) -> Path:
@@ -349,6 +367,7 @@ def write_configs(
     """containerd, CNI, kubelet, kube-proxy (and on node 0 CoreDNS) configuration of one
     node; their paths."""
     base = node_dir(state_dir, net.index)
+    socket_dir(state_dir).mkdir(parents=True, exist_ok=True)
     for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "runc"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     root = containerd_root(state_dir, net.index)
@@ -579,7 +598,8 @@ def _shim_pids(state_dir: Path) -> set[int]:
             continue
         with contextlib.suppress(OSError):
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if "containerd-shim" in cmdline and str(state_dir) in cmdline:
+            ours = str(state_dir) in cmdline or str(socket_dir(state_dir)) in cmdline
+            if "containerd-shim" in cmdline and ours:
                 found.add(int(proc.name))
     return found
 
@@ -647,5 +667,6 @@ def teardown(state_dir: Path, log: Log = print) -> None:
     for root in roots[: len(nets)]:  # node dirs (not the image store)
         if not _mounts_under(root):
             shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(socket_dir(state_dir), ignore_errors=True)
     _record_path(state_dir).unlink(missing_ok=True)
     log(f"real nodes of slot {slot} cleaned up")
