@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from cluster import binaries, launcher, nodes
+from cluster import binaries, launcher, nodefiles, nodes
 from polling import wait_until
 
 
@@ -45,7 +45,7 @@ def test_pause_image_archive_is_a_docker_save_archive_of_one_layer(tmp_path: Pat
     binary = tmp_path / "pause-binary"
     binary.write_bytes(b"\x7fELF not really")
 
-    archive = nodes.pause_image_archive(binary, tmp_path / "pause.tar")
+    archive = nodefiles.pause_image_archive(binary, tmp_path / "pause.tar")
 
     with tarfile.open(archive) as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]

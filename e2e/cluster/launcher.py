@@ -50,7 +50,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `cluster` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cluster import binaries, nodes, pki, processes
+from cluster import binaries, nodefiles, nodes, pki, processes
 
 DEFAULT_STATE_DIR = binaries.REPO_ROOT / ".cache" / "cluster"
 DEFAULT_NODES = 3
@@ -370,7 +370,7 @@ class Cluster:
             "coredns": self.kubeconfig.read_text(),
         }
         dns_ip = nodes.NodeNet(self._slot, 0).node_ip
-        paths = nodes.write_configs(
+        paths = nodefiles.write_configs(
             self.state_dir, net, server=self.server, ca_cert=self._pki.ca_cert,
             kubeconfigs=kubeconfigs, dns_ip=dns_ip,
         )  # fmt: skip
@@ -385,7 +385,7 @@ class Cluster:
         spawn(f"containerd-{index}", ["containerd", "--config", str(paths["containerd"])])
         self._wait(f"containerd-{index}", lambda: self._containerd_ready(index), deadline)
         if nodes.PAUSE_IMAGE not in nodes.image_names(self.state_dir, index):
-            archive = nodes.pause_image_archive(
+            archive = nodefiles.pause_image_archive(
                 self.bin_dir / binaries.PAUSE, self.state_dir / "pause-image.tar"
             )
             nodes.import_image(self.state_dir, index, archive)
