@@ -18,8 +18,8 @@ KIND_NODE_IMAGE     ?= kindest/node:$(KUBERNETES_VERSION)
 
 .PHONY: cluster-binaries cluster-up cluster-down cluster-status kind-up kind-down
 
-cluster-binaries: ## build etcd, kube-*, kubectl, kwok and helm from Go modules (once per version)
-	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) build
+cluster-binaries: ## build etcd, kube-*, kubectl, kwok and helm (with CLUSTER_REAL_NODES also kubelet, kube-proxy, CoreDNS)
+	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) build --real-nodes $(CLUSTER_REAL_NODES)
 
 cluster-up: ## start a local control plane (KWOK nodes, CLUSTER_REAL_NODES real ones); prints the KUBECONFIG
 	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) up --state-dir $(CLUSTER_STATE_DIR) --nodes $(CLUSTER_NODES) \
