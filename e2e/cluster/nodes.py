@@ -112,6 +112,11 @@ def unavailable_reason() -> str | None:
         return f"{', '.join(missing)} missing and no apt-get to install them"
     if not shutil.which("ip"):
         return "the 'ip' command (iproute2) is missing"
+    probe = f"pilothouse-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
     return None
 
 
