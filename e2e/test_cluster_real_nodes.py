@@ -169,3 +169,22 @@ def test_a_state_dir_too_deep_for_unix_sockets_is_refused_with_the_reason(tmp_pa
 
     with pytest.raises(nodes.NodeError, match="too deep for the kubelet's unix sockets"):
         nodes.check_paths(deep)
+
+
+def test_without_real_nodes_possible_the_cluster_says_why_and_runs_kwok_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reason = "real nodes need root (containerd, network namespaces, cgroups, mounts)"
+    monkeypatch.setattr(nodes, "unavailable_reason", lambda: reason)
+    said: list[str] = []
+    cluster = launcher.Cluster(tmp_path / "c", nodes=0, real_nodes=1, log=said.append)
+
+    with cluster:
+        names = cluster.kubectl("get", "nodes", "-o", "name").stdout.split()
+
+        assert cluster.fallback_reason == reason
+        assert (cluster.nodes, cluster.real_nodes) == (1, 0)
+        assert names == ["node/kwok-node-0"]
+        assert cluster.host_address == "127.0.0.1"
+    assert any(f"real nodes are not possible here: {reason}" in line for line in said)
+    assert not (tmp_path / "c" / "nodes.json").exists()

@@ -338,9 +338,9 @@ class Cluster:
 
     def _check_real_nodes(self) -> None:
         """Fall back to KWOK nodes, saying why, when this machine cannot run real ones."""
-        nodes.check_paths(self.state_dir)  # a usage error: say so rather than fall back
         reason = nodes.unavailable_reason()
         if reason is None:
+            nodes.check_paths(self.state_dir)  # a usage error: say so rather than fall back
             try:
                 nodes.ensure_packages(self.log)
                 if not binaries.is_node_built(self.versions):
