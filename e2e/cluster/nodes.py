@@ -22,8 +22,9 @@ crash (the next ``up`` or ``down`` of the same state directory): container proce
 through the node's cgroups and the shims' sockets), mounts under the state directory
 (overlay root file systems, Secret tmpfs, pod network namespaces:
 ``netns_mounts_under_state_dir``), the cgroups, the kubelet's kernel sysctls (it sets
-``vm.overcommit_memory``, ``kernel.panic`` and others), ``/var/log/containers`` links and
-CNI's cache entries.
+``vm.overcommit_memory``, ``kernel.panic`` and others; being the host's, they are recorded
+once for every cluster with real nodes in ``/run/pilothouse/host-sysctls.json`` and restored by
+the last one to go), ``/var/log/containers`` links and CNI's cache entries.
 
 Nothing can be pulled: ``nodefiles.pause_image_archive()`` makes the sandbox image from the
 ``pause`` binary (one layer, a ``docker save`` archive) and ``import_image()`` loads archives into
@@ -63,6 +64,7 @@ CNI_BIN_DIR = Path("/usr/lib/cni")
 NETNS_DIR = Path("/run/netns")
 SLOT_LOCK = Path("/run/pilothouse-nodes.lock")
 SOCKET_ROOT = Path("/run/pilothouse")
+SYSCTL_RECORD = SOCKET_ROOT / "host-sysctls.json"
 MAX_SOCKET_PATH = 100
 MAX_NODE_INDEX = 7
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -246,7 +248,7 @@ def allocate_slot(state_dir: Path) -> int:
         used = {p.name.split("-")[1] for p in NETNS_DIR.glob("pilothouse-*-*")}
         for slot in range(MAX_SLOTS):
             if str(slot) not in used:
-                _write_record(state_dir, {"slot": slot, "nodes": [], "sysctls": {}})
+                _write_record(state_dir, {"slot": slot, "nodes": []})
                 NETNS_DIR.mkdir(parents=True, exist_ok=True)
                 # Claim it at once (the namespace is the claim) for concurrent starts.
                 _run("ip", "netns", "add", NodeNet(slot, 0).netns)
@@ -359,11 +361,50 @@ def containerd_root(state_dir: Path, index: int) -> Path:
 
 
 def record_host_sysctls(state_dir: Path) -> None:
-    """Keep the original values of what the kubelet changes (kept from a crashed run)."""
-    record = read_record(state_dir)
-    if not record.get("sysctls"):
-        record["sysctls"] = {k: v for k in KUBELET_SYSCTLS if (v := _read_sysctl(k)) is not None}
-        _write_record(state_dir, record)
+    """Keep the original values of what the kubelet changes, once for the whole host.
+
+    Kernel sysctls are shared by every cluster with real nodes on this host: the first one
+    records them (``SYSCTL_RECORD``), each one adds itself to the users, and the last one to
+    leave restores them (``_release_host_sysctls``), so overlapping clusters never record
+    another kubelet's values as the originals.
+    """
+    with _slot_lock():
+        shared = _read_json(SYSCTL_RECORD)
+        if not shared.get("original"):
+            original = {k: v for k in KUBELET_SYSCTLS if (v := _read_sysctl(k)) is not None}
+            shared = {"original": original, "users": []}
+        shared["users"] = sorted({*shared.get("users", []), str(state_dir)})
+        SYSCTL_RECORD.parent.mkdir(parents=True, exist_ok=True)
+        SYSCTL_RECORD.write_text(json.dumps(shared, indent=2))
+
+
+def _release_host_sysctls(state_dir: Path) -> None:
+    """Drop this state dir (and users whose clusters are gone) from the shared record; the
+    last user restores the original values."""
+    with _slot_lock():
+        shared = _read_json(SYSCTL_RECORD)
+        if not shared:
+            return
+        users = [
+            u
+            for u in shared.get("users", [])
+            if u != str(state_dir) and _record_path(Path(u)).exists()
+        ]
+        if users:
+            SYSCTL_RECORD.write_text(json.dumps({**shared, "users": users}, indent=2))
+            return
+        for key, value in shared.get("original", {}).items():
+            if _read_sysctl(key) != value:
+                _write_sysctl(key, value)
+        SYSCTL_RECORD.unlink(missing_ok=True)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
 
 
 # ---- images ----------------------------------------------------------------------------------
@@ -466,10 +507,9 @@ def teardown(state_dir: Path, log: Log = print) -> None:
         with contextlib.suppress(OSError):
             if link.is_symlink() and any(os.readlink(link).startswith(p) for p in logs):
                 link.unlink()
-    # 6. Kernel sysctls the kubelet changed.
-    for key, value in record.get("sysctls", {}).items():
-        if _read_sysctl(key) != value:
-            _write_sysctl(key, value)
+    # 6. Kernel sysctls the kubelet changed (restored when no other cluster's kubelet runs).
+    _record_path(state_dir).unlink(missing_ok=True)
+    _release_host_sysctls(state_dir)
     for root in roots[: len(nets)]:  # node dirs (not the image store)
         if not _mounts_under(root):
             shutil.rmtree(root, ignore_errors=True)
