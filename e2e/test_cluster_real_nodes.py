@@ -188,3 +188,29 @@ def test_without_real_nodes_possible_the_cluster_says_why_and_runs_kwok_nodes(
         assert cluster.host_address == "127.0.0.1"
     assert any(f"real nodes are not possible here: {reason}" in line for line in said)
     assert not (tmp_path / "c" / "nodes.json").exists()
+
+
+def test_overlapping_clusters_restore_the_hosts_sysctls_only_when_the_last_one_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel = dict.fromkeys(nodes.KUBELET_SYSCTLS, "0")  # /proc/sys, in memory
+    monkeypatch.setattr(nodes, "_read_sysctl", kernel.get)
+    monkeypatch.setattr(nodes, "_write_sysctl", kernel.__setitem__)
+    monkeypatch.setattr(nodes, "SYSCTL_RECORD", tmp_path / "run" / "host-sysctls.json")
+    monkeypatch.setattr(nodes, "SLOT_LOCK", tmp_path / "lock")
+    first, second = tmp_path / "a", tmp_path / "b"
+    for state_dir in (first, second):
+        state_dir.mkdir()
+        # A slot no cluster here uses: the rest of teardown() finds nothing to undo.
+        (state_dir / "nodes.json").write_text(json.dumps({"slot": nodes.MAX_SLOTS - 1}))
+
+    nodes.record_host_sysctls(first)
+    kernel.update(dict.fromkeys(nodes.KUBELET_SYSCTLS, "1"))  # the first kubelet starts
+    nodes.record_host_sysctls(second)  # must not take "1" for the original
+    nodes.teardown(first, log=lambda _: None)
+    while_second_runs = dict(kernel)
+    nodes.teardown(second, log=lambda _: None)
+
+    assert set(while_second_runs.values()) == {"1"}
+    assert set(kernel.values()) == {"0"}
+    assert not nodes.SYSCTL_RECORD.exists()
