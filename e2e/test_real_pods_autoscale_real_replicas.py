@@ -10,6 +10,8 @@ grows). Once the queue is empty and the window has passed, the operator scales b
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import real_pods
 from polling import wait_until
@@ -95,11 +97,18 @@ def test_the_backlog_scales_real_pods_up_they_drain_it_and_scale_down(
             interval=1.0,
         )
         assert scaled_down["status"]["readyReplicas"] == 1
-        reasons = real_stack.kubectl(
-            "get", "events", "-n", ns, "--field-selector", "involvedObject.kind=AgentDeployment",
-            "-o", "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
-        ).split()  # fmt: skip
-        assert "ScaledUp" in reasons
-        assert "ScaledDown" in reasons
-        last_down = max(i for i, r in enumerate(reasons) if r == "ScaledDown")
-        assert reasons.index("ScaledUp") < last_down
+        events = json.loads(
+            real_stack.kubectl(
+                "get", "events", "-n", ns, "-o", "json",
+                "--field-selector", "involvedObject.kind=AgentDeployment",
+            )
+        )["items"]  # fmt: skip
+        created = {
+            reason: sorted(
+                e["metadata"]["creationTimestamp"] for e in events if e["reason"] == reason
+            )
+            for reason in ("ScaledUp", "ScaledDown")
+        }
+        assert created["ScaledUp"]
+        assert created["ScaledDown"]
+        assert created["ScaledUp"][0] < created["ScaledDown"][-1]  # up first, down last
