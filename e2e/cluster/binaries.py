@@ -9,6 +9,11 @@ image or release tarball is needed:
   each with its own upstream go.mod (helm follows a newer Kubernetes library than ours);
 * ``kwok-stages.yaml``: KWOK's default node and pod stages, copied from the pinned KWOK
   module, because KWOK refuses to start without stages;
+* only for real nodes (``build_node``): ``kube-node``, a second multi-call binary
+  (``node/cmd/kube-node``) holding kubelet and kube-proxy, and ``pause``, the static binary of
+  the pod sandbox image. They live in their own module (``node/go.mod``, generated the same
+  way) so that adding them changed neither go.mod nor the stamp of the control plane; their
+  shared packages come from the Go build cache at the same versions.
 * ``promtool``: Prometheus's rule and metrics checker, ``go install``-ed from the pinned
   Prometheus module (the chart's alert rules are unit-tested with it, scraped ``/metrics``
   checked with it). It has a cache directory and stamp of its own, so pinning another
@@ -20,8 +25,9 @@ must replace each of them with the published ``k8s.io/<name> v0.<minor>.<patch>`
 list is read from the kubernetes module's own go.mod, never typed by hand.
 
 Binaries land in ``.cache/k8s/<kubernetes version>/bin/`` (ignored by git) next to a stamp
-file; they are rebuilt only when the stamp (pinned versions + go.sum + the Go sources)
-changes. Called by ``launcher.py build|up`` and, through it, by ``make cluster-binaries``.
+file per module (``.stamp``, ``.node-stamp``); they are rebuilt only when the stamp (pinned
+versions + go.sum + the Go sources) changes. Called by ``launcher.py build|up`` and,
+through it, by ``make cluster-binaries``.
 promtool lands in ``.cache/prometheus/<module version>/bin/`` the same way
 (``launcher.py promtool``, ``make promtool``).
 """
@@ -46,11 +52,19 @@ CLUSTER_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CLUSTER_DIR.parent.parent
 VERSIONS_FILE = CLUSTER_DIR / "versions.env"
 GO_MOD = CLUSTER_DIR / "go.mod"
+NODE_DIR = CLUSTER_DIR / "node"
+DNS_DIR = CLUSTER_DIR / "dns"
+NODE_GO_MOD = NODE_DIR / "go.mod"
 DEFAULT_CACHE_ROOT = REPO_ROOT / ".cache" / "k8s"
 DEFAULT_PROMTOOL_ROOT = REPO_ROOT / ".cache" / "prometheus"
 PROMTOOL_PACKAGE = "github.com/prometheus/prometheus/cmd/promtool"
 
 MODULE_PATH = "pilothouse.dev/e2e/cluster"
+NODE_MODULE_PATH = "pilothouse.dev/e2e/cluster/node"
+NODE_MULTICALL = "kube-node"
+NODE_COMMANDS = ("kubelet", "kube-proxy")
+PAUSE = "pause"
+COREDNS = "coredns"
 MULTICALL = "kube"
 MULTICALL_COMMANDS = (
     "etcd",
@@ -67,6 +81,7 @@ KWOK_STAGE_FILES = (
     "kustomize/stage/pod/fast/pod-delete.yaml",
 )
 STAMP_NAME = ".stamp"
+NODE_STAMP_NAME = ".node-stamp"
 DEFAULT_JOBS = 2
 
 _STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", re.MULTILINE)
@@ -174,22 +189,34 @@ def _download(module: str, version: str) -> dict[str, str]:
     return info
 
 
-def render_go_mod_head(versions: Versions, kubernetes_go_mod: str) -> str:
-    """The hand-written part of go.mod; ``go mod tidy`` adds the indirect requirements."""
+def render_go_mod_head(
+    versions: Versions, kubernetes_go_mod: str, *, module: str = MODULE_PATH
+) -> str:
+    """The hand-written part of go.mod; ``go mod tidy`` adds the indirect requirements.
+
+    The control plane's module also requires etcd; the node module (kubelet, kube-proxy)
+    only k8s.io/kubernetes.
+    """
     go_directive = _GO_DIRECTIVE.search(kubernetes_go_mod)
     etcd = _ETCD_SERVER.search(kubernetes_go_mod)
     staging = sorted(set(_STAGING_REPLACE.findall(kubernetes_go_mod)))
     if go_directive is None or etcd is None or not staging:
         raise BuildError("unexpected k8s.io/kubernetes go.mod: no go directive, etcd or staging")
     replaces = "".join(f"\t{m} => {m} {versions.staging}\n" for m in staging)
+    if module == MODULE_PATH:
+        require = (
+            "require (\n"
+            f"\tgo.etcd.io/etcd/server/v3 {etcd.group(1)}\n"
+            f"\tk8s.io/kubernetes {versions.kubernetes}\n"
+            ")\n\n"
+        )
+    else:
+        require = f"require k8s.io/kubernetes {versions.kubernetes}\n\n"
     return (
         "// Generated from versions.env by binaries.py (launcher.py build); do not edit.\n"
-        f"module {MODULE_PATH}\n\n"
+        f"module {module}\n\n"
         f"go {go_directive.group(1)}\n\n"
-        "require (\n"
-        f"\tgo.etcd.io/etcd/server/v3 {etcd.group(1)}\n"
-        f"\tk8s.io/kubernetes {versions.kubernetes}\n"
-        ")\n\n"
+        f"{require}"
         "// k8s.io/kubernetes points its staging modules at ./staging; use the published ones.\n"
         f"replace (\n{replaces})\n"
     )
@@ -203,15 +230,18 @@ def go_mod_version(path: Path = GO_MOD) -> str | None:
     return match.group(1) if match else None
 
 
-def sync_go_mod(versions: Versions, *, log: Log = print) -> bool:
+def sync_go_mod(
+    versions: Versions, *, log: Log = print, go_mod: Path = GO_MOD, module: str = MODULE_PATH
+) -> bool:
     """Regenerate go.mod and go.sum when they pin another Kubernetes; True if changed."""
-    if go_mod_version() == versions.kubernetes:
+    if go_mod_version(go_mod) == versions.kubernetes:
         return False
-    log(f"generating go.mod for k8s.io/kubernetes {versions.kubernetes}")
+    log(f"generating {go_mod.relative_to(CLUSTER_DIR)} for k8s.io/kubernetes {versions.kubernetes}")
     info = _download("k8s.io/kubernetes", versions.kubernetes)
-    GO_MOD.write_text(render_go_mod_head(versions, Path(info["GoMod"]).read_text()))
-    (CLUSTER_DIR / "go.sum").unlink(missing_ok=True)
-    _go(["mod", "tidy"], cwd=CLUSTER_DIR)
+    head = render_go_mod_head(versions, Path(info["GoMod"]).read_text(), module=module)
+    go_mod.write_text(head)
+    (go_mod.parent / "go.sum").unlink(missing_ok=True)
+    _go(["mod", "tidy"], cwd=go_mod.parent)
     return True
 
 
@@ -238,11 +268,13 @@ def _helm_ldflags(versions: Versions) -> str:
     return " ".join(flags)
 
 
-def stamp(versions: Versions) -> str:
-    """What the binaries were built from; a different stamp means rebuild."""
+def stamp(versions: Versions, *module_dirs: Path) -> str:
+    """What a module's binaries were built from; a different stamp means rebuild."""
     digest = hashlib.sha256()
-    for path in (CLUSTER_DIR / "go.sum", *sorted((CLUSTER_DIR / "cmd").rglob("*.go"))):
-        digest.update(path.read_bytes() if path.exists() else b"")
+    for module_dir in module_dirs or (CLUSTER_DIR,):
+        for path in (module_dir / "go.sum", *sorted((module_dir / "cmd").rglob("*.go"))):
+            digest.update(path.read_bytes() if path.exists() else b"")
+    # Prometheus is cached apart (promtool): pinning another one rebuilds nothing here.
     pinned = {k: getattr(versions, k) for k in ("kubernetes", "kwok", "helm")}
     return json.dumps({**pinned, "sources": digest.hexdigest()}, sort_keys=True)
 
@@ -382,6 +414,79 @@ def build_promtool(
             (bins / STAMP_NAME).write_text(promtool_stamp(versions))
             log(f"built {path} in {time.monotonic() - started:.0f}s")
     return path
+
+
+def node_files(versions: Versions, root: Path = DEFAULT_CACHE_ROOT) -> list[Path]:
+    bins = bin_dir(versions, root)
+    return [bins / n for n in (NODE_MULTICALL, *NODE_COMMANDS, PAUSE, COREDNS)]
+
+
+def is_node_built(versions: Versions, root: Path = DEFAULT_CACHE_ROOT) -> bool:
+    stamp_file = bin_dir(versions, root) / NODE_STAMP_NAME
+    if not all(p.exists() for p in node_files(versions, root)) or not stamp_file.exists():
+        return False
+    return stamp_file.read_text() == stamp(versions, NODE_DIR, DNS_DIR)
+
+
+def build_node(
+    versions: Versions | None = None,
+    *,
+    root: Path = DEFAULT_CACHE_ROOT,
+    force: bool = False,
+    jobs: int = DEFAULT_JOBS,
+    log: Log = print,
+) -> Path:
+    """Build kubelet, kube-proxy (``kube-node``), ``pause`` and ``coredns`` unless current;
+    return the bin dir.
+
+    Only clusters with real nodes need them. Compiled after the control plane, most of
+    kube-node's packages come out of the Go build cache.
+    """
+    versions = versions or read_versions()
+    bins = bin_dir(versions, root)
+    bins.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir(versions, root) / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sync_go_mod(versions, log=log, go_mod=NODE_GO_MOD, module=NODE_MODULE_PATH)
+        if force or not is_node_built(versions, root):
+            _build_node(versions, bins, jobs=jobs, log=log)
+    return bins
+
+
+def _build_node(versions: Versions, bins: Path, *, jobs: int, log: Log) -> None:
+    (bins / NODE_STAMP_NAME).unlink(missing_ok=True)
+    started = time.monotonic()
+    log(f"building {NODE_MULTICALL} ({', '.join(NODE_COMMANDS)}) {versions.kubernetes}")
+    _go(
+        [
+            "build",
+            "-p",
+            str(jobs),
+            "-trimpath",
+            f"-ldflags={_ldflags(versions)}",
+            "-o",
+            str(bins / NODE_MULTICALL),
+            f"./cmd/{NODE_MULTICALL}",
+        ],
+        cwd=NODE_DIR,
+    )
+    for name in NODE_COMMANDS:
+        link = bins / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(NODE_MULTICALL)
+    _go(
+        ["build", "-trimpath", "-ldflags=-s -w", "-o", str(bins / PAUSE), f"./cmd/{PAUSE}"],
+        cwd=NODE_DIR,
+    )
+    log(f"building {COREDNS} (the cluster DNS, its pin in dns/go.mod)")
+    _go(
+        ["build", "-p", str(jobs), "-trimpath", "-ldflags=-s -w", "-o", str(bins / COREDNS),
+         f"./cmd/{COREDNS}"],
+        cwd=DNS_DIR,
+    )  # fmt: skip
+    (bins / NODE_STAMP_NAME).write_text(stamp(versions, NODE_DIR, DNS_DIR))
+    log(f"built {NODE_MULTICALL}, {PAUSE} and {COREDNS} in {time.monotonic() - started:.0f}s")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ CLUSTER_PYTHON      = $(if $(wildcard $(PYTHON)),$(PYTHON),python3)
 CLUSTER_LAUNCHER    := e2e/cluster/launcher.py
 CLUSTER_STATE_DIR   ?= .cache/cluster
 CLUSTER_NODES       ?= 3
+# Nodes that run pods for real (containerd, kubelet, kube-proxy; root on Linux). See README.
+CLUSTER_REAL_NODES  ?= 0
 KIND                ?= kind
 KIND_CLUSTER_NAME   ?= pilothouse
 include e2e/cluster/versions.env
@@ -16,16 +18,17 @@ KIND_NODE_IMAGE     ?= kindest/node:$(KUBERNETES_VERSION)
 
 .PHONY: cluster-binaries promtool cluster-up cluster-down cluster-status kind-up kind-down
 
-cluster-binaries: ## build etcd, kube-*, kubectl, kwok and helm from Go modules (once per version)
-	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) build
+cluster-binaries: ## build etcd, kube-*, kubectl, kwok and helm (with CLUSTER_REAL_NODES also kubelet, kube-proxy, CoreDNS)
+	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) build --real-nodes $(CLUSTER_REAL_NODES)
 
 promtool: ## build promtool from the pinned Prometheus Go module (once per version)
 	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) promtool
 
-cluster-up: ## start a local control plane with KWOK nodes; prints the KUBECONFIG to export
-	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) up --state-dir $(CLUSTER_STATE_DIR) --nodes $(CLUSTER_NODES)
+cluster-up: ## start a local control plane (KWOK nodes, CLUSTER_REAL_NODES real ones); prints the KUBECONFIG
+	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) up --state-dir $(CLUSTER_STATE_DIR) --nodes $(CLUSTER_NODES) \
+		--real-nodes $(CLUSTER_REAL_NODES)
 
-cluster-down: ## stop the local control plane (also what a crashed run left behind)
+cluster-down: ## stop the local control plane, undo its real nodes' host changes (also after a crash)
 	$(CLUSTER_PYTHON) $(CLUSTER_LAUNCHER) down --state-dir $(CLUSTER_STATE_DIR)
 
 cluster-status: ## show the local control plane's processes and readiness

@@ -112,10 +112,25 @@ def _issue(pki: PKI, out: ClientCert, subject: str, extensions: list[str]) -> No
     )
 
 
-def ensure(directory: Path, service_ip: str) -> PKI:
-    """Create the CA, certificates and ServiceAccount keys that do not exist yet."""
+def ensure(
+    directory: Path,
+    service_ip: str,
+    *,
+    extra_ips: tuple[str, ...] = (),
+    clients: dict[str, tuple[str, str | None]] | None = None,
+) -> PKI:
+    """Create the CA, certificates and ServiceAccount keys that do not exist yet.
+
+    ``extra_ips``: more addresses the API server is reached on (a real node's link); the
+    serving certificate is issued again when its names change. ``clients``: client
+    certificates besides ``CLIENTS`` (a kubelet, kube-proxy).
+    """
     pki = PKI(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    sans = ",".join((*SERVING_SANS, f"IP:{service_ip}", *(f"IP:{ip}" for ip in extra_ips)))
+    sans_file = directory / "apiserver.sans"
+    if pki.serving.cert.exists() and (not sans_file.exists() or sans_file.read_text() != sans):
+        pki.serving.cert.unlink()
     if not pki.ca_cert.exists() or not pki.ca_key.exists():
         _openssl(
             "req",
@@ -136,7 +151,6 @@ def ensure(directory: Path, service_ip: str) -> PKI:
             str(pki.ca_cert),
         )
     if not pki.serving.cert.exists():
-        sans = ",".join((*SERVING_SANS, f"IP:{service_ip}"))
         _issue(
             pki,
             pki.serving,
@@ -148,7 +162,8 @@ def ensure(directory: Path, service_ip: str) -> PKI:
                 f"subjectAltName={sans}",
             ],
         )
-    for name, (user, group) in CLIENTS.items():
+        sans_file.write_text(sans)
+    for name, (user, group) in {**CLIENTS, **(clients or {})}.items():
         cert = pki.client(name)
         if not cert.cert.exists():
             subject = (f"/O={group}" if group else "") + f"/CN={user}"

@@ -8,7 +8,9 @@ contains the owner's marker (the state directory): pid files outlive processes, 
 are reused.
 
 Processes started with ``die_with_parent`` also get ``PR_SET_PDEATHSIG`` (Linux), so
-they are killed even when the Python process that started them is SIGKILLed.
+they are killed even when the Python process that started them is SIGKILLed. A real node's
+processes (containerd, kubelet, kube-proxy) are started inside the node's network namespace
+(``netns``: ``setns(2)`` in the child before exec, nothing else of the host changes).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+_CLONE_NEWNET = 0x40000000
 
 
 def free_port() -> int:
@@ -61,6 +64,31 @@ def _die_with_parent() -> None:
     """Runs in the child before exec: ask the kernel for SIGKILL when the parent dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def enter_netns(path: Path) -> None:
+    """Move the calling thread into the network namespace pinned at ``path`` (setns(2))."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _child_setup(die_with_parent: bool, netns: Path | None) -> Callable[[], None] | None:
+    if not die_with_parent and netns is None:
+        return None
+
+    def setup() -> None:
+        if netns is not None:
+            enter_netns(netns)
+        if die_with_parent:
+            _die_with_parent()
+
+    return setup
 
 
 def install_exit_signal_handlers() -> None:
@@ -104,6 +132,8 @@ class ProcessGroups:
         log_file: Path,
         cwd: Path,
         die_with_parent: bool,
+        netns: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         with open(log_file, "wb") as log:
             proc = subprocess.Popen(
@@ -113,7 +143,8 @@ class ProcessGroups:
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
+                preexec_fn=_child_setup(die_with_parent, netns),
+                env=env,
             )
         self._procs[name] = proc
         pids = self._read()
@@ -132,11 +163,13 @@ class ProcessGroups:
     def terminate(self, batches: Iterable[Sequence[str]], grace: float) -> None:
         """SIGTERM each batch of groups in turn, SIGKILL what outlives ``grace`` seconds.
 
-        Also ends what an earlier process recorded in the pid file; then removes it.
+        Also ends what an earlier process recorded in the pid file; then removes their
+        entries (the file goes when it is empty).
         """
         pids = self._read()
         for name, proc in self._procs.items():
             pids.setdefault(name, proc.pid)
+        batches = [list(batch) for batch in batches]
         for batch in batches:
             victims = [pids[n] for n in batch if n in pids and self._ours(pids[n])]
             self._signal(victims, signal.SIGTERM)
@@ -145,11 +178,15 @@ class ProcessGroups:
                 self._reap()
                 time.sleep(0.05)
             self._signal([p for p in victims if alive(p)], signal.SIGKILL)
-        for proc in self._procs.values():  # collect exit codes: no zombies, no warnings
+        ended = {name for batch in batches for name in batch}
+        for name in ended & self._procs.keys():  # collect exit codes: no zombies, no warnings
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=grace)
-        self._procs.clear()
-        self.pid_file.unlink(missing_ok=True)
+                self._procs.pop(name).wait(timeout=grace)
+        left = {n: p for n, p in self._read().items() if n not in ended}
+        if left:
+            self.pid_file.write_text(json.dumps(left, indent=2))
+        else:
+            self.pid_file.unlink(missing_ok=True)
 
     @staticmethod
     def _signal(pids: Iterable[int], sig: signal.Signals) -> None:

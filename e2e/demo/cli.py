@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from demo import console, run, scenes, stack, waiting
+import real_pods
+
+from demo import console, realpods, run, scenes, stack, waiting
 
 __all__ = ["main"]
 
@@ -52,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flood", type=int, help="requests queued in step 7 (full 45, smoke 25)")
     p.add_argument("--window", type=int, help="scale-down stabilization seconds (full 10, smoke 5)")
     p.add_argument("--nodes", type=int, default=2, help="KWOK nodes (default %(default)s)")
+    p.add_argument(
+        "--pods",
+        choices=("auto", "real", "kwok"),
+        help="real: the operator and the agent as pods on a real node (root, Linux); kwok: KWOK"
+        " nodes, the operator and the runtime as local processes; auto (the full demo's"
+        " default): real where possible. The smoke mode defaults to kwok.",
+    )
     p.add_argument("--workdir", type=Path, help="logs and files (default .cache/demo[-smoke])")
     p.add_argument(
         "--state-dir", type=Path, help="control plane state (.cache/cluster-demo[-smoke])"
@@ -78,8 +87,24 @@ def _options(args: argparse.Namespace) -> run.Options:
     )
 
 
+def _pods_mode(args: argparse.Namespace) -> tuple[str, str]:
+    """("real" or "kwok", why) for the --pods choice."""
+    wanted = args.pods or ("kwok" if args.smoke else "auto")
+    if wanted == "kwok":
+        return "kwok", "KWOK nodes (--pods kwok)"
+    try:
+        real_pods.check_machine()
+    except real_pods.Unavailable as e:
+        if wanted == "real":
+            raise SystemExit(f"make demo: --pods real, but real pods cannot run here: {e}") from e
+        return "kwok", f"KWOK nodes: real pods cannot run here ({e})"
+    return "real", "real pods on a real node"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    opts = _options(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    opts = _options(args)
+    pods, why = _pods_mode(args)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_signalled)
     try:
@@ -87,23 +112,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except waiting.DemoError as e:
         print(f"make demo: {e}", file=sys.stderr)
         return 2
-    out = console.Console(steps=STEPS)
+    steps = realpods.STEPS if pods == "real" else STEPS
+    out = console.Console(steps=steps)
     mode = "smoke mode: " if opts.smoke else ""
     out.title(
         "Pilothouse demo: the customer-support agent of the original write-up, end to end",
-        f"{mode}{opts.flood} requests in the flood, {opts.window} s scale-down window;"
-        f" logs in {run._rel(opts.workdir)}/ and {run._rel(opts.state_dir)}/logs/",
+        f"mode: {why}; {mode}{opts.flood} requests in the flood, {opts.window} s scale-down"
+        f" window; logs in {run._rel(opts.workdir)}/ and {run._rel(opts.state_dir)}/logs/",
     )
     procs = stack.Stack(opts.workdir)
     code, timings = 1, ""
     try:
-        agent = run.setup(opts, out, procs)
-        talk = scenes.converse(agent)
-        scenes.look_inside(agent, talk)
-        scenes.flood(agent)
+        if pods == "real":
+            realpods.demo(opts, out, procs)
+        else:
+            agent = run.setup(opts, out, procs)
+            talk = scenes.converse(agent)
+            scenes.look_inside(agent, talk)
+            scenes.flood(agent)
         code = 0
         timings = out.timings()
-    except waiting.DemoError as e:
+    except (waiting.DemoError, real_pods.Unavailable) as e:
         out.failed(str(e))
     except KeyboardInterrupt:
         out.failed("interrupted (Ctrl-C)")
@@ -120,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _teardown(out, procs)
     if code == 0:
         out.plain()
-        out.plain(out.bold(f"Demo complete: all {STEPS} steps worked."))
+        out.plain(out.bold(f"Demo complete: all {steps} steps worked."))
+        out.plain(f"Mode: {why}.")
         out.block(timings)
     return code
 

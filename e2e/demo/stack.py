@@ -130,6 +130,15 @@ class Stack:
 
     # ----------------------------------------------------------------------- services
 
+    def real_stack(self, state_dir: Path, workdir: Path) -> Any:
+        """The real-node stack of e2e/real_pods.py (``--pods real``), stopped by close()."""
+        import real_pods  # only this mode needs it (Docker, the chart, the real node)
+
+        context = real_pods.real_stack(state_dir, workdir)
+        stack = context.__enter__()
+        self._on_close("real node, services and chart", lambda: context.__exit__(None, None, None))
+        return stack
+
     def cluster(self, state_dir: Path, *, nodes: int, log: Any) -> launcher.Cluster:
         cluster = launcher.Cluster(state_dir, nodes=nodes, log=log)
         self._on_close("control plane", cluster.stop)

@@ -160,12 +160,15 @@ class ToolServerProcess(processes.ChildProcess):
     description = "the tool server"
     ready_pattern = re.compile(re.escape(READY_PREFIX) + r"(http://\S+)")
 
-    def __init__(self, *, port: int = 0, start_timeout: float = 20.0) -> None:
+    def __init__(
+        self, *, port: int = 0, start_timeout: float = 20.0, host: str = "127.0.0.1"
+    ) -> None:
         super().__init__(port=port, start_timeout=start_timeout)
+        self.host = host
         self.url = ""
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", __name__, "--port", str(self.port)]
+        return [sys.executable, "-m", __name__, "--host", self.host, "--port", str(self.port)]
 
     def failure(self, message: str) -> Exception:
         return errors.DependencyUnavailable(message)
