@@ -8,7 +8,9 @@ the node's link (``cluster.host_address``: pods reach them there), and ``helm in
 chart, which runs the operator as a real pod under its ServiceAccount. Each test then applies
 ``crds/examples/`` (pointed at those services, like the demo does) into a namespace of its own
 and talks to the agent through its Service's ClusterIP, which the host routes to the node's
-kube-proxy.
+kube-proxy, as the ServiceAccount ``e2e-caller`` of that namespace: the examples authenticate
+callers with Kubernetes tokens, so :meth:`RealStack.service_url` grants that account a Role to
+send requests and read their history and ``request`` sends its token to that URL.
 
 Where the machine cannot run real pods (not root, no cgroups, ...) the fixture skips with the
 reason; ``PILOTHOUSE_TEST_REAL_PODS=1`` turns that into a failure (CI), ``=0`` skips always.
@@ -49,7 +51,11 @@ SCENARIO = "customer_support_v1"
 SCALE_DOWN_WINDOW = 10
 READY_TIMEOUT = 180.0
 RUNTIME_PORT = 8080
+CALLER = "e2e-caller"
 Doc = dict[str, Any]
+
+_CALLERS: dict[str, dict[str, str]] = {}
+"""Authorization header per agent Service URL (from :meth:`RealStack.service_url`)."""
 
 
 class Unavailable(Exception):
@@ -129,10 +135,48 @@ class RealStack:
         return agent
 
     def service_url(self, namespace: str, name: str = AGENT) -> str:
-        """http://<ClusterIP>:<port> of the agent's Service (routed by the node's kube-proxy)."""
+        """http://<ClusterIP>:<port> of the agent's Service (routed by the node's kube-proxy);
+        :func:`request` calls it as the namespace's ``e2e-caller`` ServiceAccount."""
         service = self.get("service", name, namespace)
         port = service["spec"]["ports"][0]["port"]
-        return f"http://{service['spec']['clusterIP']}:{port}"
+        url = f"http://{service['spec']['clusterIP']}:{port}"
+        _CALLERS[url] = {"Authorization": f"Bearer {self.caller_token(namespace, name)}"}
+        return url
+
+    def caller_token(self, namespace: str, agent: str = AGENT) -> str:
+        """A token of ``e2e-caller``, allowed (plain RBAC) to send requests to ``agent`` and
+        read every result and decision history."""
+        rbac = "rbac.authorization.k8s.io"
+        role = f"{agent}-e2e-callers"
+        self.apply(
+            [
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CALLER}},
+                {
+                    "apiVersion": f"{rbac}/v1",
+                    "kind": "Role",
+                    "metadata": {"name": role},
+                    "rules": [
+                        {
+                            "apiGroups": ["pilothouse.dev"],
+                            "resources": ["agentdeployments/requests", "agentdeployments/history"],
+                            "resourceNames": [agent],
+                            "verbs": ["create", "get"],
+                        }
+                    ],
+                },
+                {
+                    "apiVersion": f"{rbac}/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": role},
+                    "roleRef": {"apiGroup": rbac, "kind": "Role", "name": role},
+                    "subjects": [
+                        {"kind": "ServiceAccount", "name": CALLER, "namespace": namespace}
+                    ],
+                },
+            ],
+            namespace,
+        )
+        return self.kubectl("create", "token", CALLER, "-n", namespace, "--duration=2h").strip()
 
     def operator_pods(self) -> list[Doc]:
         return self.pods(OPERATOR_NAMESPACE, "app.kubernetes.io/component=operator")
@@ -157,7 +201,9 @@ def rolled_out(deployment: Doc) -> bool:
 def request(url: str, body: Doc | None = None, *, timeout: float = 60) -> tuple[int, Doc]:
     """One HTTP call with a JSON body (POST) or none (GET); (status, JSON answer)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    headers.update(next((h for base, h in _CALLERS.items() if url.startswith(base)), {}))
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
