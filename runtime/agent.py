@@ -191,6 +191,8 @@ class Agent:
             except errors.DependencyUnavailable as e:
                 log.warning("request %s: %s; answering without history", request.request_id, e)
                 run.record("session_load", outcome="error", error=str(e))
+        if request.history:
+            history = (*history, *(t.model_dump() for t in request.history))
         run.start(self.cfg.system_prompt, history, context)
 
     # ------------------------------------------------------------------------------ loop

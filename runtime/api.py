@@ -8,6 +8,8 @@
 * ``GET /v1/requests/{id}``: state and result, from any replica. ``GET .../decisions``: the
   decision history from the audit store.
 * ``POST /agent/process``: the original write-up's synchronous call (enqueue and wait).
+* ``POST /v1/chat/completions``, ``GET /v1/models`` (:mod:`api_chat`): the agent as an OpenAI
+  chat model, through the same ``submit`` as ``POST /v1/requests``.
 * ``GET /v1/escalations``, ``POST /v1/escalations/{id}/approve|deny``
   (:mod:`api_escalations`): approval re-enqueues the request with ``approved_escalation`` set,
   so a worker resumes it.
@@ -34,6 +36,7 @@ from fastapi.responses import Response
 from starlette import exceptions as starlette_exceptions
 
 from pilothouse.runtime import (
+    api_chat,
     api_escalations,
     api_models,
     api_responses,
@@ -120,6 +123,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(
         edge.Edge, max_body_bytes=cfg.server.max_body_bytes, token_file=services.token_file
     )
+    app.add_middleware(api_chat.OpenAIErrors)  # outside the edge: its 401/413/415 too
     return app
 
 
@@ -222,6 +226,8 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         if state is not None and state.state == "done" and state.result_json is not None:
             return api_responses.json_response(200, state.result_json)
         return api_responses.accepted(rid)
+
+    api_chat.install(app, cfg, submit)
 
     @app.post(
         "/v1/requests",
