@@ -6,7 +6,8 @@
 * ``POST /v1/requests``: validate, enqueue, answer 202 with the request id; with ``?wait=S`` (or
   ``wait_seconds`` in the body) wait up to S seconds and answer 200 with the result if it came.
 * ``GET /v1/requests/{id}``: state and result, from any replica. ``GET .../decisions``: the
-  decision history from the audit store.
+  decision history from the audit store. ``GET .../events`` (:mod:`api_events`): its progress
+  as server-sent events until the result.
 * ``POST /agent/process``: the original write-up's synchronous call (enqueue and wait).
 * ``POST /v1/chat/completions``, ``GET /v1/models`` (:mod:`api_chat`): the agent as an OpenAI
   chat model, through the same ``submit`` as ``POST /v1/requests``.
@@ -38,6 +39,7 @@ from starlette import exceptions as starlette_exceptions
 from pilothouse.runtime import (
     api_chat,
     api_escalations,
+    api_events,
     api_models,
     api_responses,
     config,
@@ -228,6 +230,7 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         return api_responses.accepted(rid)
 
     api_chat.install(app, cfg, submit)
+    api_events.install(app, q)
 
     @app.post(
         "/v1/requests",

@@ -1,0 +1,115 @@
+"""``GET /v1/requests/{id}/events``: a request's progress as server-sent events, for the native API.
+
+A caller that sent ``POST /v1/requests`` and got 202 can follow the request instead of polling
+``GET /v1/requests/{id}``. The stream reads the stored state (any replica may serve it, whichever
+worker answers): ``state`` while queued, then, once answered, one ``step`` event per step event
+of :func:`chat_completions.step_events` (tool calls, fallback, refusal, escalation) and a last
+``result`` event with the :class:`~pilothouse.runtime.requests.AgentResult`; then the stream
+ends. ``: keep-alive`` comments keep idle proxies from closing it; after
+:data:`api_models.MAX_WAIT_SECONDS` without an answer an ``error`` event ends it (reconnect to
+go on waiting). Installed by :func:`pilothouse.runtime.api.create_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+
+import orjson
+from fastapi import FastAPI, Path
+from fastapi.responses import Response, StreamingResponse
+
+from pilothouse.runtime import (
+    api_models,
+    api_responses,
+    chat_completions,
+    envelopes,
+    errors,
+    queue,
+    requests,
+)
+
+__all__ = ["KEEPALIVE_SECONDS", "POLL_MAX_SECONDS", "install", "sse_event"]
+
+KEEPALIVE_SECONDS: Final = 10.0
+"""Longest silence of the stream (a ``: keep-alive`` comment then)."""
+POLL_MAX_SECONDS: Final = 0.5
+"""Longest pause between two reads of the state (the first ones are shorter)."""
+RequestId = Annotated[
+    str, Path(pattern=requests.REQUEST_ID_PATTERN, description="The request's id.")
+]
+
+
+def sse_event(name: str, data: bytes) -> bytes:
+    """One server-sent event named ``name`` with JSON ``data``."""
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _doc(value: dict[str, Any]) -> bytes:
+    return orjson.dumps(value)
+
+
+def install(app: FastAPI, work_queue: queue.WorkQueue) -> None:
+    """Add the events route to ``app``."""
+
+    @app.get(
+        "/v1/requests/{request_id}/events",
+        response_model=None,
+        tags=["requests"],
+        summary="Follow a request: server-sent events until its result",
+        responses={
+            200: {
+                "description": "text/event-stream: `state` (queued), `step` per step event, "
+                "`result` (the AgentResult), or `error`; then the stream ends.",
+            },
+            404: {"model": api_models.ErrorBody, "description": "Unknown (or expired) id."},
+            **api_responses.ERROR_RESPONSES,
+        },
+    )
+    async def request_events(request_id: RequestId) -> Response:
+        rid = request_id
+        state = await work_queue.state(rid)
+        if state is None:
+            return api_responses.error(404, f"no request {rid} (unknown, or its result expired)")
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(
+            _events(work_queue, rid, state), media_type="text/event-stream", headers=headers
+        )
+
+
+async def _events(
+    work_queue: queue.WorkQueue, rid: str, state: envelopes.RequestState
+) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    if state.state == "queued":
+        doc = {"request_id": rid, "state": "queued", "accepted_at": state.accepted_at}
+        yield sse_event("state", _doc(doc))
+    until = loop.time() + api_models.MAX_WAIT_SECONDS
+    quiet_since = loop.time()
+    delay = 0.02
+    current: envelopes.RequestState | None = state
+    while current is not None and current.state != "done":
+        if loop.time() >= until:
+            message = f"not answered within {api_models.MAX_WAIT_SECONDS:g}s; reconnect to wait on"
+            yield sse_event("error", _doc({"error": "timeout", "message": message}))
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, POLL_MAX_SECONDS)
+        try:
+            current = await work_queue.state(rid)
+        except errors.DependencyUnavailable as e:
+            yield sse_event("error", _doc({"error": "unavailable", "message": str(e)}))
+            return
+        if loop.time() - quiet_since >= KEEPALIVE_SECONDS:
+            quiet_since = loop.time()
+            yield b": keep-alive\n\n"
+    if current is None or current.result_json is None:
+        message = f"request {rid} expired before it was answered"
+        yield sse_event("error", _doc({"error": "not_found", "message": message}))
+        return
+    result = current.result()
+    assert result is not None
+    for event in chat_completions.step_events(result):
+        yield sse_event("step", _doc(event))
+    yield sse_event("result", current.result_json)
