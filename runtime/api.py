@@ -7,7 +7,8 @@
   ``wait_seconds`` in the body) wait up to S seconds and answer 200 with the result if it came.
 * ``GET /v1/requests/{id}``: state and result, from any replica. ``GET .../decisions``: the
   decision history from the audit store. ``GET .../events`` (:mod:`api_events`): its progress
-  as server-sent events until the result.
+  as server-sent events until the result. ``DELETE /v1/requests/{id}``
+  (:mod:`api_cancellations`): cancel it; it stops before its next step.
 * ``POST /agent/process``: the original write-up's synchronous call (enqueue and wait).
 * ``POST /v1/chat/completions``, ``GET /v1/models`` (:mod:`api_chat`): the agent as an OpenAI
   chat model, through the same ``submit`` as ``POST /v1/requests``.
@@ -37,11 +38,13 @@ from fastapi.responses import Response
 from starlette import exceptions as starlette_exceptions
 
 from pilothouse.runtime import (
+    api_cancellations,
     api_chat,
     api_escalations,
     api_events,
     api_models,
     api_responses,
+    cancellations,
     config,
     edge,
     envelopes,
@@ -99,6 +102,7 @@ class Services:
     history: HistoryReader | None = None
     escalations: api_escalations.EscalationDesk | None = None
     token_file: tokens.TokenFile | None = None
+    cancellations: cancellations.Cancellations | None = None
 
 
 def create_app(services: Services) -> FastAPI:
@@ -231,6 +235,8 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
 
     api_chat.install(app, cfg, submit)
     api_events.install(app, q)
+    if services.cancellations is not None:
+        api_cancellations.install(app, services.cancellations)
 
     @app.post(
         "/v1/requests",
