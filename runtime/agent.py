@@ -376,6 +376,7 @@ class Agent:
             answer,
             refusal_reason=reason,
             policy=verdict.policy or None,
+            retry_after_seconds=verdict.retry_after_seconds,
         )
 
     async def _save_session(self, run: steps.Run, answer: str) -> None:

@@ -10,6 +10,8 @@ and request-id idempotency); only the dialect differs (:mod:`chat_completions` t
   session and tenant.
 * Without ``stream``: wait for the answer like ``POST /agent/process`` and return a
   ``chat.completion``; 504 (``Location`` to poll) when it takes longer.
+* A request a ``rateLimit`` policy refused is 429 ``rate_limit_exceeded`` with ``Retry-After``
+  (an error event when streaming), as a rate-limited model answers.
 * With ``stream: true``: the request is enqueued first (so a full queue is still a 429), then
   server-sent events: the role chunk, ``: keep-alive`` comments while the agent works, the step
   events and the answer as content deltas once the answer is stored, ``data: [DONE]``.
@@ -21,6 +23,7 @@ edge's 401/413/415 and the validation errors included) into OpenAI's error shape
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -145,6 +148,9 @@ def install(app: FastAPI, cfg: config.RuntimeConfig, submit: Submit) -> None:
         response = await submit(request, within)
         if response.status_code == 200:
             result = requests.AgentResult.model_validate_json(bytes(response.body))
+            limited = _rate_limited(result, ids)
+            if limited is not None:
+                return limited
             return api_responses.json_response(
                 200, chat_completions.completion(result, created=created), ids
             )
@@ -162,6 +168,21 @@ def install(app: FastAPI, cfg: config.RuntimeConfig, submit: Submit) -> None:
                 **{"x-should-retry": retry},
             )
         return _translated(response, ids)
+
+
+def _rate_limited(result: requests.AgentResult, headers: dict[str, str]) -> Response | None:
+    """429 with ``Retry-After`` when a rate limit policy refused the request, so that clients
+    back off and retry as they do with a model's rate limit; None otherwise."""
+    if result.status is not requests.ResultStatus.REFUSED or result.retry_after_seconds is None:
+        return None
+    message = result.refusal_reason or f"rate limited by policy {result.policy}"
+    return _error(
+        429,
+        message,
+        code="rate_limit_exceeded",
+        **headers,
+        **{"Retry-After": str(max(1, math.ceil(result.retry_after_seconds)))},
+    )
 
 
 def _translated(response: Response, headers: dict[str, str]) -> Response:
@@ -200,6 +221,10 @@ async def _stream(
         yield _sse(_openai_body(response.status_code, bytes(response.body)))
         return
     result = requests.AgentResult.model_validate_json(bytes(response.body))
+    if result.status is requests.ResultStatus.REFUSED and result.retry_after_seconds is not None:
+        message = result.refusal_reason or f"rate limited by policy {result.policy}"
+        yield _sse(chat_completions.error_body(429, message, code="rate_limit_exceeded"))
+        return
     for chunk in chat_completions.chunks(result, created=created, include_usage=include_usage):
         yield _sse(chunk)
     yield b"data: [DONE]\n\n"

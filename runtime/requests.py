@@ -119,6 +119,8 @@ class AgentResult(BaseModel):
     """Why, in words a person reads."""
     policy: str | None = None
     """The policy that refused or escalated."""
+    retry_after_seconds: float | None = None
+    """When a rate limit refused the request: retrying this much later would pass it."""
     actions: tuple[ActionTaken, ...] = ()
     """Tool calls, in order."""
     fallback_used: bool = False

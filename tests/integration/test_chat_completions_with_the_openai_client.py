@@ -291,3 +291,34 @@ def test_a_full_queue_is_a_rate_limit_error_with_retry_after(
             assert full.value.code == "queue_full"
             assert full.value.type == "rate_limit_error"
             assert int(full.value.response.headers["retry-after"]) >= 1
+
+
+def test_a_rate_limit_policy_is_a_rate_limit_error_with_retry_after(
+    launch: Launcher, llm: MockLLMProcess, unique_name: str
+) -> None:
+    policy = {"name": "per-user", "rateLimit": {"requestsPerMinute": 1, "per": "user"}}
+    api = launch(runtime_config(unique_name, llm.url, policies=[policy]))
+    messages: list[Any] = [{"role": "user", "content": "What is 2+2?"}]
+    with openai.OpenAI(base_url=f"{api.url}/v1", api_key="none", max_retries=0) as client:
+        first = client.chat.completions.create(model=unique_name, messages=messages, user="ann")
+        assert "4" in (first.choices[0].message.content or "")
+
+        with pytest.raises(openai.RateLimitError) as limited:
+            client.chat.completions.create(model=unique_name, messages=messages, user="ann")
+        assert limited.value.code == "rate_limit_exceeded"
+        assert limited.value.type == "rate_limit_error"
+        assert "1 requests/minute" in limited.value.message
+        # One request a minute, the first just spent: the next passes within the minute.
+        assert 1 <= int(limited.value.response.headers["retry-after"]) <= 60
+
+        # Streaming: the stream has begun when the refusal comes; it ends with the error.
+        stream = client.chat.completions.create(
+            model=unique_name, messages=messages, user="ann", stream=True
+        )
+        with pytest.raises(openai.APIError) as in_stream:
+            list(stream)
+        assert in_stream.value.code == "rate_limit_exceeded"
+
+        # Another user has a budget of their own.
+        other = client.chat.completions.create(model=unique_name, messages=messages, user="bob")
+        assert "4" in (other.choices[0].message.content or "")
