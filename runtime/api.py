@@ -233,7 +233,7 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             return api_responses.json_response(200, state.result_json)
         return api_responses.accepted(rid)
 
-    api_chat.install(app, cfg, submit)
+    api_chat.install(app, cfg, submit, q.redis)
     api_events.install(app, q)
     if services.cancellations is not None:
         api_cancellations.install(app, services.cancellations)

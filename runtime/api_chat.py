@@ -13,8 +13,9 @@ and request-id idempotency); only the dialect differs (:mod:`chat_completions` t
 * A request a ``rateLimit`` policy refused is 429 ``rate_limit_exceeded`` with ``Retry-After``
   (an error event when streaming), as a rate-limited model answers.
 * With ``stream: true``: the request is enqueued first (so a full queue is still a 429), then
-  server-sent events: the role chunk, ``: keep-alive`` comments while the agent works, the step
-  events and the answer as content deltas once the answer is stored, ``data: [DONE]``.
+  server-sent events: the role chunk, the steps as they start (:mod:`progress`), ``: keep-alive``
+  comments in silences, then the outcome events and the answer as content deltas once the
+  answer is stored, ``data: [DONE]``.
 
 :class:`OpenAIErrors` rewrites every error answer under ``/v1/chat/`` and ``/v1/models`` (the
 edge's 401/413/415 and the validation errors included) into OpenAI's error shape; a 422 becomes
@@ -27,9 +28,11 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 import orjson
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Header
 from fastapi.responses import Response, StreamingResponse
 
@@ -39,14 +42,24 @@ from pilothouse.runtime import (
     chat_completions,
     config,
     errors,
+    progress,
     requests,
     workers,
 )
 
-__all__ = ["KEEPALIVE_SECONDS", "OPENAI_PREFIXES", "OpenAIErrors", "Submit", "install"]
+__all__ = [
+    "KEEPALIVE_SECONDS",
+    "OPENAI_PREFIXES",
+    "POLL_SECONDS",
+    "OpenAIErrors",
+    "Submit",
+    "install",
+]
 
 KEEPALIVE_SECONDS: Final = 10.0
 """Longest silence of a stream while the agent works (a ``: keep-alive`` comment then)."""
+POLL_SECONDS: Final = 0.25
+"""Longest wait for a progress event before the stream reads the request's state again."""
 OPENAI_PREFIXES: Final = ("/v1/chat/", "/v1/models")
 """Paths whose errors are in OpenAI's shape."""
 _WAIT_MARGIN_SECONDS: Final = 5.0
@@ -73,8 +86,9 @@ def _sse(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
-def install(app: FastAPI, cfg: config.RuntimeConfig, submit: Submit) -> None:
-    """Add the chat-completions and models routes to ``app``."""
+def install(app: FastAPI, cfg: config.RuntimeConfig, submit: Submit, redis: aioredis.Redis) -> None:
+    """Add the chat-completions and models routes to ``app`` (``redis`` for the progress of
+    streamed requests)."""
     agent = cfg.agent
 
     @app.get("/v1/models", response_model=None, tags=["openai"], summary="The agent, as a model")
@@ -138,11 +152,20 @@ def install(app: FastAPI, cfg: config.RuntimeConfig, submit: Submit) -> None:
         ids = {"X-Request-Id": rid}
         created = int(time.time())
         if body.stream:
-            first = await submit(request, 0.0)
+            follow = progress.Subscription(redis, cfg, rid)
+            await follow.open()  # before enqueueing: no early step is missed
+            try:
+                first = await submit(request, 0.0)
+            except BaseException:
+                await follow.close()
+                raise
             if first.status_code not in (200, 202):
+                await follow.close()
                 return _translated(first, ids)
             include_usage = body.stream_options is not None and body.stream_options.include_usage
-            stream = _stream(submit, request, first, agent, created, within, include_usage)
+            stream = _stream(
+                _Streamed(submit, request, follow, agent, created, within), first, include_usage
+            )
             headers = {**ids, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
         response = await submit(request, within)
@@ -192,31 +215,53 @@ def _translated(response: Response, headers: dict[str, str]) -> Response:
     return api_responses.json_response(response.status_code, body, {**headers, **extra})
 
 
-async def _stream(
-    submit: Submit,
-    request: requests.AgentRequest,
-    first: Response,
-    agent: str,
-    created: int,
-    within: float,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
-    rid = request.request_id
+@dataclass(frozen=True, slots=True)
+class _Streamed:
+    """What a stream needs: the request, how to read its state, its progress subscription."""
+
+    submit: Submit
+    request: requests.AgentRequest
+    follow: progress.Subscription
+    agent: str
+    created: int
+    within: float
+
+
+async def _stream(s: _Streamed, first: Response, include_usage: bool) -> AsyncIterator[bytes]:
+    try:
+        async for part in _stream_parts(s, first, include_usage):
+            yield part
+    finally:
+        await s.follow.close()
+
+
+async def _stream_parts(s: _Streamed, first: Response, include_usage: bool) -> AsyncIterator[bytes]:
+    rid, agent, created = s.request.request_id, s.agent, s.created
     yield _sse(chat_completions.first_chunk(rid, agent, created=created))
-    until = time.monotonic() + within
+    until = time.monotonic() + s.within
+    quiet_since = time.monotonic()
     response = first
     try:
         while response.status_code == 202:
-            remaining = until - time.monotonic()
-            if remaining <= 0:
-                message = f"no answer within {within:g}s; read it later at /v1/requests/{rid}"
+            now = time.monotonic()
+            if now >= until:
+                message = f"no answer within {s.within:g}s; read it later at /v1/requests/{rid}"
                 yield _sse(chat_completions.error_body(504, message, code="timeout"))
                 return
-            yield b": keep-alive\n\n"
-            response = await submit(request, min(remaining, KEEPALIVE_SECONDS))
+            event = await s.follow.next(min(POLL_SECONDS, until - now))
+            if event is not None:
+                yield _sse(chat_completions.event_chunk(rid, agent, event, created=created))
+                quiet_since = time.monotonic()
+                continue
+            if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                yield b": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            response = await s.submit(s.request, 0.0)
     except errors.DependencyUnavailable as e:
         yield _sse(chat_completions.error_body(503, str(e), code="unavailable"))
         return
+    while (event := await s.follow.next(0.0)) is not None:  # published before the answer
+        yield _sse(chat_completions.event_chunk(rid, agent, event, created=created))
     if response.status_code != 200:
         yield _sse(_openai_body(response.status_code, bytes(response.body)))
         return

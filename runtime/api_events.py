@@ -2,10 +2,12 @@
 
 A caller that sent ``POST /v1/requests`` and got 202 can follow the request instead of polling
 ``GET /v1/requests/{id}``. The stream reads the stored state (any replica may serve it, whichever
-worker answers): ``state`` while queued, then, once answered, one ``step`` event per step event
-of :func:`chat_completions.step_events` (tool calls, fallback, refusal, escalation) and a last
-``result`` event with the :class:`~pilothouse.runtime.requests.AgentResult`; then the stream
-ends. ``: keep-alive`` comments keep idle proxies from closing it; after
+worker answers): ``state`` while queued, a ``step`` event as each step starts (relayed from
+the worker, :mod:`progress`: ``started``, ``llm_call_started``, ``tool_call_started``), then,
+once answered, one ``step`` event per outcome of :func:`chat_completions.step_events` (tool
+calls with their outcome, fallback, refusal, escalation) and a last ``result`` event with the
+:class:`~pilothouse.runtime.requests.AgentResult`; then the stream ends. ``: keep-alive``
+comments keep idle proxies from closing it; after
 :data:`api_models.MAX_WAIT_SECONDS` without an answer an ``error`` event ends it (reconnect to
 go on waiting). Installed by :func:`pilothouse.runtime.api.create_app`.
 """
@@ -26,6 +28,7 @@ from pilothouse.runtime import (
     chat_completions,
     envelopes,
     errors,
+    progress,
     queue,
     requests,
 )
@@ -34,8 +37,8 @@ __all__ = ["KEEPALIVE_SECONDS", "POLL_MAX_SECONDS", "install", "sse_event"]
 
 KEEPALIVE_SECONDS: Final = 10.0
 """Longest silence of the stream (a ``: keep-alive`` comment then)."""
-POLL_MAX_SECONDS: Final = 0.5
-"""Longest pause between two reads of the state (the first ones are shorter)."""
+POLL_MAX_SECONDS: Final = 0.25
+"""Longest wait for a progress event before the state is read again."""
 RequestId = Annotated[
     str, Path(pattern=requests.REQUEST_ID_PATTERN, description="The request's id.")
 ]
@@ -69,17 +72,39 @@ def install(app: FastAPI, work_queue: queue.WorkQueue) -> None:
     )
     async def request_events(request_id: RequestId) -> Response:
         rid = request_id
-        state = await work_queue.state(rid)
+        follow = progress.Subscription(work_queue.redis, work_queue.cfg, rid)
+        await follow.open()  # before reading the state: no step in between is missed
+        try:
+            state = await work_queue.state(rid)
+        except BaseException:
+            await follow.close()
+            raise
         if state is None:
+            await follow.close()
             return api_responses.error(404, f"no request {rid} (unknown, or its result expired)")
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(
-            _events(work_queue, rid, state), media_type="text/event-stream", headers=headers
+            _closing(follow, _events(work_queue, rid, state, follow)),
+            media_type="text/event-stream",
+            headers=headers,
         )
 
 
+async def _closing(
+    follow: progress.Subscription, events: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    try:
+        async for part in events:
+            yield part
+    finally:
+        await follow.close()
+
+
 async def _events(
-    work_queue: queue.WorkQueue, rid: str, state: envelopes.RequestState
+    work_queue: queue.WorkQueue,
+    rid: str,
+    state: envelopes.RequestState,
+    follow: progress.Subscription,
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     if state.state == "queued":
@@ -87,15 +112,17 @@ async def _events(
         yield sse_event("state", _doc(doc))
     until = loop.time() + api_models.MAX_WAIT_SECONDS
     quiet_since = loop.time()
-    delay = 0.02
     current: envelopes.RequestState | None = state
     while current is not None and current.state != "done":
         if loop.time() >= until:
             message = f"not answered within {api_models.MAX_WAIT_SECONDS:g}s; reconnect to wait on"
             yield sse_event("error", _doc({"error": "timeout", "message": message}))
             return
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, POLL_MAX_SECONDS)
+        event = await follow.next(POLL_MAX_SECONDS)
+        if event is not None:
+            yield sse_event("step", _doc(event))
+            quiet_since = loop.time()
+            continue
         try:
             current = await work_queue.state(rid)
         except errors.DependencyUnavailable as e:
@@ -108,6 +135,8 @@ async def _events(
         message = f"request {rid} expired before it was answered"
         yield sse_event("error", _doc({"error": "not_found", "message": message}))
         return
+    while (late := await follow.next(0.0)) is not None:  # published before the answer
+        yield sse_event("step", _doc(late))
     result = current.result()
     assert result is not None
     for event in chat_completions.step_events(result):

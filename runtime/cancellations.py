@@ -8,21 +8,25 @@ state and sets the mark, so an answered request is never marked).
 The loop learns of it through the policy seam: :class:`CancellableHook` wraps the agent's
 :class:`~pilothouse.runtime.hooks.PolicyHook` and, before every action it is asked about (the
 request's admission, each LLM call, each tool call), denies the action when the mark is set, as
-the policy :data:`POLICY`. So a queued request is refused as soon as a worker takes it, a
+the policy :data:`POLICY`. In the same round trip it announces the action on the request's
+progress channel (:mod:`pilothouse.runtime.progress`), so streams show steps as they start.
+So a queued request is refused as soon as a worker takes it, a
 running one stops before its next LLM or tool call, and the audit trail records the denied
-action and the refusal like any policy's. The price is one ``EXISTS`` per action. Wired by
+action and the refusal like any policy's. The price is one round trip (``EXISTS`` and
+``PUBLISH``) per action. Wired by
 :mod:`pilothouse.runtime.serving` (hook) and :mod:`pilothouse.runtime.api` (route).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
+import orjson
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 
-from pilothouse.runtime import config, envelopes, errors, hooks, queue
+from pilothouse.runtime import config, envelopes, errors, hooks, progress, queue
 
 __all__ = ["POLICY", "CancellableHook", "Cancellations", "cancel_key"]
 
@@ -68,10 +72,18 @@ class Cancellations:
             ) from e
         return {0: None, 1: "cancelling", 2: "done"}[found]
 
-    async def cancelled(self, request_id: str) -> bool:
-        """Whether the request is marked. Raises :class:`errors.DependencyUnavailable`."""
+    async def cancelled(self, request_id: str, *, announce: dict[str, Any] | None = None) -> bool:
+        """Whether the request is marked; in the same round trip, publish ``announce`` on the
+        request's progress channel (:mod:`progress`). Raises
+        :class:`errors.DependencyUnavailable`."""
         try:
-            return bool(await self.redis.exists(cancel_key(self.cfg, request_id)))
+            if announce is None:
+                return bool(await self.redis.exists(cancel_key(self.cfg, request_id)))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(cancel_key(self.cfg, request_id))
+                pipe.publish(progress.channel(self.cfg, request_id), orjson.dumps(announce))
+                marked, _ = await pipe.execute()
+            return bool(marked)
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
             raise errors.DependencyUnavailable(f"cancellations: Redis unreachable: {e}") from e
 
@@ -87,7 +99,9 @@ class CancellableHook:
 
     async def check(self, action: hooks.Action) -> hooks.PolicyResult:
         try:
-            cancelled = await self.cancellations.cancelled(action.request_id)
+            cancelled = await self.cancellations.cancelled(
+                action.request_id, announce=progress.started_event(action)
+            )
         except errors.DependencyUnavailable as e:
             log.warning("request %s: cannot read its cancel mark: %s", action.request_id, e)
             cancelled = False

@@ -33,6 +33,7 @@ __all__ = [
     "completion",
     "completion_id",
     "error_body",
+    "event_chunk",
     "first_chunk",
     "models_list",
     "step_events",
@@ -270,7 +271,7 @@ def chunks(result: requests.AgentResult, *, created: int, include_usage: bool) -
         return orjson.dumps(doc)
 
     for event in step_events(result):
-        yield chunk({}, pilothouse={"event": event})
+        yield event_chunk(result.request_id, result.agent_id, event, created=created)
     for piece in _deltas(result.answer):
         yield chunk({"content": piece})
     yield chunk({}, "stop", pilothouse=_extension(result))
@@ -285,6 +286,19 @@ def chunks(result: requests.AgentResult, *, created: int, include_usage: bool) -
                 "usage": _usage(result),
             }
         )
+
+
+def event_chunk(request_id: str, agent: str, event: dict[str, Any], *, created: int) -> bytes:
+    """A chunk carrying one step event under ``pilothouse.event`` (and an empty delta)."""
+    doc = {
+        "id": completion_id(request_id),
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": agent,
+        "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": None}],
+        "pilothouse": {"event": event},
+    }
+    return orjson.dumps(doc)
 
 
 def first_chunk(request_id: str, agent: str, *, created: int) -> bytes:

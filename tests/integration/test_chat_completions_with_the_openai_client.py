@@ -185,9 +185,17 @@ def test_a_stream_sends_step_events_then_the_answer_then_usage(client: openai.Op
         for c, kind in zip(chunks, kinds, strict=True)
         if kind == "event"
     ]
-    assert [(e["type"], e["tool"], e["ok"]) for e in events] == [
-        ("tool_call", "initiate_return", True)
+    # Each step as it started (the stream was open before the request was queued), then the
+    # outcome of the tool call once answered.
+    assert [e["type"] for e in events] == [
+        "started",
+        "llm_call_started",
+        "tool_call_started",
+        "llm_call_started",
+        "tool_call",
     ]
+    assert (events[2]["tool"], events[2]["params"]) == ("initiate_return", {"order_id": "12345"})
+    assert (events[-1]["tool"], events[-1]["ok"]) == ("initiate_return", True)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     final = (chunks[-2].model_extra or {})["pilothouse"]
     assert final["status"] == "completed"
