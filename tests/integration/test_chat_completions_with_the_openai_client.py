@@ -151,6 +151,26 @@ def test_a_conversation_the_caller_keeps_reaches_the_agent_as_history(
     ]
 
 
+def test_a_session_header_lets_the_agent_keep_the_conversation(
+    client: openai.OpenAI, module_tool_server: ToolServer, unique_name: str
+) -> None:
+    before = len(module_tool_server.received)
+    session = {"X-Session-Id": f"s-{unique_name}"}
+    answers = []
+    for text in ("I want to return my order", "The order number is 12345", "Yes, that's correct"):
+        completion = client.chat.completions.create(
+            model=AGENT, messages=[{"role": "user", "content": text}], extra_headers=session
+        )
+        answers.append((completion.model_extra or {})["pilothouse"])
+    assert {a["session_id"] for a in answers} == {f"s-{unique_name}"}
+    assert [(a["tool"], a["params"]) for a in answers[2]["actions"]] == [
+        ("initiate_return", {"order_id": "12345"})
+    ]
+    assert [(r.method, r.path) for r in module_tool_server.received[before:]] == [
+        ("POST", "/returns")
+    ]
+
+
 def test_a_stream_sends_step_events_then_the_answer_then_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model=AGENT,
