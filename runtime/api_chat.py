@@ -48,6 +48,7 @@ from pilothouse.runtime import (
 )
 
 __all__ = [
+    "FIRST_POLL_SECONDS",
     "KEEPALIVE_SECONDS",
     "OPENAI_PREFIXES",
     "POLL_SECONDS",
@@ -60,6 +61,8 @@ KEEPALIVE_SECONDS: Final = 10.0
 """Longest silence of a stream while the agent works (a ``: keep-alive`` comment then)."""
 POLL_SECONDS: Final = 0.25
 """Longest wait for a progress event before the stream reads the request's state again."""
+FIRST_POLL_SECONDS: Final = 0.01
+"""First such wait after a step started (then doubled up to :data:`POLL_SECONDS`)."""
 OPENAI_PREFIXES: Final = ("/v1/chat/", "/v1/models")
 """Paths whose errors are in OpenAI's shape."""
 _WAIT_MARGIN_SECONDS: Final = 5.0
@@ -241,6 +244,7 @@ async def _stream_parts(s: _Streamed, first: Response, include_usage: bool) -> A
     until = time.monotonic() + s.within
     quiet_since = time.monotonic()
     response = first
+    delay = FIRST_POLL_SECONDS
     try:
         while response.status_code == 202:
             now = time.monotonic()
@@ -248,11 +252,13 @@ async def _stream_parts(s: _Streamed, first: Response, include_usage: bool) -> A
                 message = f"no answer within {s.within:g}s; read it later at /v1/requests/{rid}"
                 yield _sse(chat_completions.error_body(504, message, code="timeout"))
                 return
-            event = await s.follow.next(min(POLL_SECONDS, until - now))
+            event = await s.follow.next(min(delay, until - now))
             if event is not None:
                 yield _sse(chat_completions.event_chunk(rid, agent, event, created=created))
                 quiet_since = time.monotonic()
+                delay = FIRST_POLL_SECONDS  # a step started: the answer may be near
                 continue
+            delay = min(delay * 2, POLL_SECONDS)
             if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
                 yield b": keep-alive\n\n"
                 quiet_since = time.monotonic()

@@ -33,12 +33,14 @@ from pilothouse.runtime import (
     requests,
 )
 
-__all__ = ["KEEPALIVE_SECONDS", "POLL_MAX_SECONDS", "install", "sse_event"]
+__all__ = ["FIRST_POLL_SECONDS", "KEEPALIVE_SECONDS", "POLL_MAX_SECONDS", "install", "sse_event"]
 
 KEEPALIVE_SECONDS: Final = 10.0
 """Longest silence of the stream (a ``: keep-alive`` comment then)."""
 POLL_MAX_SECONDS: Final = 0.25
 """Longest wait for a progress event before the state is read again."""
+FIRST_POLL_SECONDS: Final = 0.01
+"""First such wait after a step started (then doubled up to :data:`POLL_MAX_SECONDS`)."""
 RequestId = Annotated[
     str, Path(pattern=requests.REQUEST_ID_PATTERN, description="The request's id.")
 ]
@@ -113,16 +115,19 @@ async def _events(
     until = loop.time() + api_models.MAX_WAIT_SECONDS
     quiet_since = loop.time()
     current: envelopes.RequestState | None = state
+    delay = FIRST_POLL_SECONDS
     while current is not None and current.state != "done":
         if loop.time() >= until:
             message = f"not answered within {api_models.MAX_WAIT_SECONDS:g}s; reconnect to wait on"
             yield sse_event("error", _doc({"error": "timeout", "message": message}))
             return
-        event = await follow.next(POLL_MAX_SECONDS)
+        event = await follow.next(delay)
         if event is not None:
             yield sse_event("step", _doc(event))
             quiet_since = loop.time()
+            delay = FIRST_POLL_SECONDS  # a step started: the answer may be near
             continue
+        delay = min(delay * 2, POLL_MAX_SECONDS)
         try:
             current = await work_queue.state(rid)
         except errors.DependencyUnavailable as e:
