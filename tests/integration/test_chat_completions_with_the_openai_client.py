@@ -23,6 +23,7 @@ from serving_support import (
     launcher,
     runtime_config,
     runtime_env,
+    wait_for,
 )
 
 from pilothouse.runtime import testing
@@ -350,3 +351,44 @@ def test_a_rate_limit_policy_is_a_rate_limit_error_with_retry_after(
         # Another user has a budget of their own.
         other = client.chat.completions.create(model=unique_name, messages=messages, user="bob")
         assert "4" in (other.choices[0].message.content or "")
+
+
+def test_an_escalation_streams_as_a_step_and_a_human_can_approve_it(
+    launch: Launcher, llm: MockLLMProcess, tool_server: ToolServer, unique_name: str
+) -> None:
+    tools = [t.model_dump(mode="json", by_alias=True) for t in standard_tools(tool_server.url)]
+    policies = [{"name": "refunds", "escalation": {"tools": ["initiate_return"]}}]
+    api = launch(runtime_config(unique_name, llm.url, tools=tools, policies=policies))
+    with openai.OpenAI(base_url=f"{api.url}/v1", api_key="none", max_retries=0) as client:
+        chunks = list(
+            client.chat.completions.create(
+                model=unique_name, messages=RETURN_CONVERSATION, stream=True
+            )
+        )
+    events = [
+        (c.model_extra or {})["pilothouse"]["event"]
+        for c in chunks
+        if "event" in (c.model_extra or {}).get("pilothouse", {})
+    ]
+    assert [e["type"] for e in events][-2:] == ["tool_call_started", "escalated"]
+    escalation = events[-1]
+    assert escalation["policy"] == "refunds"
+    final = (chunks[-1].model_extra or {})["pilothouse"]
+    assert final["status"] == "escalated"
+    assert final["escalation_id"] == escalation["escalation_id"]
+    assert tool_server.received == []  # nothing done before a human says so
+
+    with httpx.Client(base_url=api.url, timeout=30) as native:
+        approved = native.post(
+            f"/v1/escalations/{escalation['escalation_id']}/approve", json={"by": "alice"}
+        )
+        assert approved.status_code == 202, approved.text
+
+        def resumed() -> dict[str, Any] | None:
+            state = native.get(f"/v1/requests/{final['request_id']}").json()
+            result: dict[str, Any] | None = state.get("result")
+            return result if result and result["status"] != "escalated" else None
+
+        result = wait_for(resumed, timeout=20, what="the approved request to complete")
+    assert result["status"] == "completed"
+    assert [(r.method, r.path) for r in tool_server.received] == [("POST", "/returns")]
