@@ -3,7 +3,9 @@ against ``pilothouse serve`` started as a real process with real Redis, PostgreS
 LLM, a real tool server and bearer authentication on. Answers carry usage and cost, a request id
 from ``Idempotency-Key`` is answered and audited once, a conversation the caller keeps reaches
 the agent as history (it completes a return over three turns without a session), streams carry
-the step events before the content, and every error is in OpenAI's shape with its status."""
+the step events before the content, an escalation streams as a step and resumes when a human
+approves it, a rate limit or a full queue is a 429 with ``Retry-After``, and every error is in
+OpenAI's shape with its status."""
 
 from __future__ import annotations
 
