@@ -192,6 +192,8 @@ class Agent:
             except errors.DependencyUnavailable as e:
                 log.warning("request %s: %s; answering without history", request.request_id, e)
                 run.record("session_load", outcome="error", error=str(e))
+        if request.history:
+            history = (*history, *(t.model_dump() for t in request.history))
         repair = conversations.repair_history(history)
         run.start(self.cfg.system_prompt, repair.messages, context)
         if repair.needed:
@@ -466,6 +468,7 @@ class Agent:
             answer,
             refusal_reason=reason,
             policy=verdict.policy or None,
+            retry_after_seconds=verdict.retry_after_seconds,
         )
 
     async def _save_session(self, run: steps.Run, answer: str) -> None:

@@ -6,8 +6,12 @@
 * ``POST /v1/requests``: validate, enqueue, answer 202 with the request id; with ``?wait=S`` (or
   ``wait_seconds`` in the body) wait up to S seconds and answer 200 with the result if it came.
 * ``GET /v1/requests/{id}``: state and result, from any replica. ``GET .../decisions``: the
-  decision history from the audit store.
+  decision history from the audit store. ``GET .../events`` (:mod:`api_events`): its progress
+  as server-sent events until the result. ``DELETE /v1/requests/{id}``
+  (:mod:`api_cancellations`): cancel it; it stops before its next step.
 * ``POST /agent/process``: the original write-up's synchronous call (enqueue and wait).
+* ``POST /v1/chat/completions``, ``GET /v1/models`` (:mod:`api_chat`): the agent as an OpenAI
+  chat model, through the same ``submit`` as ``POST /v1/requests``.
 * ``GET /v1/escalations``, ``POST /v1/escalations/{id}/approve|deny``
   (:mod:`api_escalations`): approval re-enqueues the request with ``approved_escalation`` set,
   so a worker resumes it.
@@ -40,9 +44,13 @@ from fastapi.responses import Response
 from starlette import exceptions as starlette_exceptions
 
 from pilothouse.runtime import (
+    api_cancellations,
+    api_chat,
     api_escalations,
+    api_events,
     api_models,
     api_responses,
+    cancellations,
     config,
     edge,
     envelopes,
@@ -100,6 +108,7 @@ class Services:
     history: HistoryReader | None = None
     escalations: api_escalations.EscalationDesk | None = None
     authenticator: identities.Authenticator = identities.NO_AUTHENTICATION
+    cancellations: cancellations.Cancellations | None = None
 
 
 def create_app(services: Services) -> FastAPI:
@@ -128,6 +137,7 @@ def create_app(services: Services) -> FastAPI:
         max_body_bytes=cfg.server.max_body_bytes,
         authenticator=services.authenticator,
     )
+    app.add_middleware(api_chat.OpenAIErrors)  # outside the edge: its 401/413/415 too
     return app
 
 
@@ -182,13 +192,16 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         http: Request, body: api_models.RequestBody
     ) -> requests.AgentRequest:
         """The request to enqueue, with its caller and end user, if the caller may send it."""
+        return await attributed(http, body.to_request())
+
+    async def attributed(http: Request, request: requests.AgentRequest) -> requests.AgentRequest:
+        """``request`` with its caller and end user, if the caller may send it (else 403)."""
         identity = edge.identity_of(http.scope)
         if not await auth.allowed(identity, identities.Permission.SUBMIT):
             raise forbidden(f"{identity.name} may not send requests to this agent")
-        request = body.to_request()
         if identity is identities.ANONYMOUS:
             return request
-        user = body.user
+        user = request.user
         if (
             user is not None
             and user != identity.name
@@ -270,6 +283,18 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         if state is not None and state.state == "done" and state.result_json is not None:
             return api_responses.json_response(200, state.result_json)
         return api_responses.accepted(rid)
+
+    async def caller_submits(
+        http: Request, request: requests.AgentRequest, wait: float
+    ) -> Response:
+        """``submit`` for a route that builds its own request (the chat endpoint): the same
+        permission checks and caller attribution as ``POST /v1/requests``."""
+        return await submit(http, await attributed(http, request), wait)
+
+    api_chat.install(app, cfg, caller_submits, q.redis)
+    api_events.install(app, q)
+    if services.cancellations is not None:
+        api_cancellations.install(app, services.cancellations)
 
     @app.post(
         "/v1/requests",

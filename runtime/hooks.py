@@ -72,6 +72,8 @@ class PolicyResult:
     reason: str = ""
     dry_run: bool = False
     """The verdict was not ALLOWED but the policy runs in dryRun: the action proceeds."""
+    retry_after_seconds: float | None = None
+    """For a denial that retrying later would pass (a rate limit): how much later."""
 
     @property
     def allowed(self) -> bool:

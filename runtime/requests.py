@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,7 @@ __all__ = [
     "AgentRequest",
     "AgentResult",
     "ResultStatus",
+    "Turn",
     "attributed",
     "new_request_id",
 ]
@@ -28,6 +29,18 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 def new_request_id() -> str:
     """A fresh request id (``req-`` + 24 hex digits)."""
     return f"req-{uuid.uuid4().hex[:24]}"
+
+
+class Turn(BaseModel):
+    """One earlier message of a conversation the caller keeps itself (the chat-completions API
+    sends the whole conversation with every call)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    role: Literal["user", "assistant"]
+    """Who said it."""
+    content: str
+    """What was said."""
 
 
 class AgentRequest(BaseModel):
@@ -49,6 +62,9 @@ class AgentRequest(BaseModel):
     """Free-form labels stored with the request in the audit trail."""
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     """Deadline of this request; defaults to the agent's ``requestTimeoutSeconds``."""
+    history: tuple[Turn, ...] = ()
+    """Earlier turns of the conversation, oldest first, sent by a caller that keeps the
+    conversation itself; the agent puts them after the session's history, before ``input``."""
     approved_escalation: str | None = None
     """Set by the runtime when a human approved this request's escalated action."""
     caller: str | None = None
@@ -110,6 +126,8 @@ class AgentResult(BaseModel):
     """Why, in words a person reads."""
     policy: str | None = None
     """The policy that refused or escalated."""
+    retry_after_seconds: float | None = None
+    """When a rate limit refused the request: retrying this much later would pass it."""
     actions: tuple[ActionTaken, ...] = ()
     """Tool calls, in order."""
     fallback_used: bool = False

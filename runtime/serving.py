@@ -38,6 +38,7 @@ from pilothouse.runtime import (
 )
 from pilothouse.runtime import (
     api,
+    cancellations,
     config,
     desk,
     escalations,
@@ -349,9 +350,9 @@ async def build_runtime(
     if role.runs_workers:
         policy_engine = engine.PolicyEngine(cfg, redis)
         http_client = pooled_http_client(cfg.workers.concurrency)
-        agent = agent_loop.build_agent(
-            cfg, redis=redis, policy_hook=policy_engine, http_client=http_client
-        )
+        # A cancelled request is refused before its next action, whatever the policies say.
+        hook = cancellations.CancellableHook(policy_engine, cancellations.Cancellations(redis, cfg))
+        agent = agent_loop.build_agent(cfg, redis=redis, policy_hook=hook, http_client=http_client)
         pool = workers.WorkerPool(
             work_queue, _AgentProcessor(agent, policy_engine, service), sink, cfg
         )
@@ -383,6 +384,7 @@ async def build_runtime(
         history=history_reader,
         escalations=runtime_desk,
         authenticator=authenticator,
+        cancellations=cancellations.Cancellations(redis, cfg) if role.serves_api else None,
     )
     return Runtime(
         cfg=cfg,

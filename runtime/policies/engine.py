@@ -269,7 +269,11 @@ class PolicyEngine:
             if found is None:
                 continue
             result = hooks.PolicyResult(
-                found.verdict, p.name, f"{found.section}: {found.reason}", dry_run=p.dry_run
+                found.verdict,
+                p.name,
+                f"{found.section}: {found.reason}",
+                dry_run=p.dry_run,
+                retry_after_seconds=found.retry_after_seconds,
             )
             if not p.dry_run:
                 return result

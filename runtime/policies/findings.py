@@ -24,10 +24,12 @@ class Finding:
     verdict: hooks.Verdict
     section: str
     reason: str
+    retry_after_seconds: float | None = None
+    """When retrying later would pass (a rate limit): how much later."""
 
 
-def denied(section: str, reason: str) -> Finding:
-    return Finding(hooks.Verdict.DENIED, section, reason)
+def denied(section: str, reason: str, *, retry_after_seconds: float | None = None) -> Finding:
+    return Finding(hooks.Verdict.DENIED, section, reason, retry_after_seconds)
 
 
 def escalate(section: str, reason: str) -> Finding:

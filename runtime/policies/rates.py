@@ -73,4 +73,5 @@ class RateLimitSection:
             self.name,
             f"more than {self.spec.requests_per_minute} requests/minute "
             f"(burst {self.spec.burst}) for {who}; retry in {wait_us / 1e6:.1f}s",
+            retry_after_seconds=wait_us / 1e6,
         )

@@ -185,4 +185,4 @@ def test_fuzzed_requests_never_get_a_5xx(
 
     fuzz()
     # Every operation was exercised (only those with parameters or a body can be made invalid).
-    assert len(seen) == (10 if mode is schemathesis.GenerationMode.POSITIVE else 6), seen
+    assert len(seen) == (14 if mode is schemathesis.GenerationMode.POSITIVE else 9), seen
