@@ -57,7 +57,7 @@ def runtime(
     ]
     workdir: Path = tmp_path_factory.mktemp("chat")
     secret = workdir / "tokens"
-    secret.write_text(f"{TOKEN}\n")
+    secret.write_text(f"{TOKEN} chat-frontend submit\n")  # TOKEN IDENTITY ROLES
     with MockLLMProcess(seed=7) as llm:
         cfg = runtime_config(AGENT, llm.url, tools=tools, server={"authTokensFile": str(secret)})
         with testing.RuntimeProcess(
@@ -382,7 +382,7 @@ def test_an_escalation_streams_as_a_step_and_a_human_can_approve_it(
 
     with httpx.Client(base_url=api.url, timeout=30) as native:
         approved = native.post(
-            f"/v1/escalations/{escalation['escalation_id']}/approve", json={"by": "alice"}
+            f"/v1/escalations/{escalation['escalation_id']}/approve", json={}
         )
         assert approved.status_code == 202, approved.text
 

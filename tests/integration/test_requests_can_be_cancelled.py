@@ -56,7 +56,7 @@ def test_a_queued_request_is_refused_when_a_worker_takes_it(
         result = wait_for(lambda: answered(client, rid), timeout=20, what="the refusal")
         assert (result["status"], result["policy"]) == ("refused", "cancelled")
         assert rid in (result["refusal_reason"] or "")
-        assert llm.admin.stats()["total"] == 0
+        assert llm.admin.stats()["by_path"].get("/v1/chat/completions", 0) == 0
 
         decisions = wait_for(lambda: history(client, rid), timeout=20, what="the history")
         assert [(d["action"], d["outcome"]) for d in decisions][-1] == ("refused", "denied")
@@ -84,7 +84,7 @@ def test_a_running_request_stops_before_its_next_step(
         assert (result["status"], result["policy"]) == ("refused", "cancelled")
         # The model asked for the weather tool; the request stopped before calling it.
         assert tool_server.received == []
-        assert llm.admin.stats()["total"] == 1
+        assert llm.admin.stats()["by_path"].get("/v1/chat/completions", 0) == 1
 
         decisions = wait_for(lambda: history(client, rid), timeout=20, what="the history")
         actions = [(d["action"], d["outcome"]) for d in decisions]
