@@ -381,9 +381,7 @@ def test_an_escalation_streams_as_a_step_and_a_human_can_approve_it(
     assert tool_server.received == []  # nothing done before a human says so
 
     with httpx.Client(base_url=api.url, timeout=30) as native:
-        approved = native.post(
-            f"/v1/escalations/{escalation['escalation_id']}/approve", json={}
-        )
+        approved = native.post(f"/v1/escalations/{escalation['escalation_id']}/approve", json={})
         assert approved.status_code == 202, approved.text
 
         def resumed() -> dict[str, Any] | None:
