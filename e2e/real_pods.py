@@ -146,35 +146,8 @@ class RealStack:
     def caller_token(self, namespace: str, agent: str = AGENT) -> str:
         """A token of ``e2e-caller``, allowed (plain RBAC) to send requests to ``agent`` and
         read every result and decision history."""
-        rbac = "rbac.authorization.k8s.io"
-        role = f"{agent}-e2e-callers"
         self.apply(
-            [
-                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CALLER}},
-                {
-                    "apiVersion": f"{rbac}/v1",
-                    "kind": "Role",
-                    "metadata": {"name": role},
-                    "rules": [
-                        {
-                            "apiGroups": ["pilothouse.dev"],
-                            "resources": ["agentdeployments/requests", "agentdeployments/history"],
-                            "resourceNames": [agent],
-                            "verbs": ["create", "get"],
-                        }
-                    ],
-                },
-                {
-                    "apiVersion": f"{rbac}/v1",
-                    "kind": "RoleBinding",
-                    "metadata": {"name": role},
-                    "roleRef": {"apiGroup": rbac, "kind": "Role", "name": role},
-                    "subjects": [
-                        {"kind": "ServiceAccount", "name": CALLER, "namespace": namespace}
-                    ],
-                },
-            ],
-            namespace,
+            manifests.caller_rbac(CALLER, agent, namespace, f"{agent}-e2e-callers"), namespace
         )
         return self.kubectl("create", "token", CALLER, "-n", namespace, "--duration=2h").strip()
 

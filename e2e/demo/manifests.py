@@ -173,6 +173,36 @@ def operator_argv(
     return [*kept, f"--liveness-port={liveness_port}", f"--metrics-port={metrics_port}", *extra]
 
 
+def caller_rbac(caller: str, agent: str, namespace: str, role: str) -> list[Doc]:
+    """The ServiceAccount ``caller`` and a Role (plus its binding) that let it send requests to
+    ``agent`` and read their results and decision history: what a team grants a chat front end
+    with plain RBAC when callers authenticate with Kubernetes tokens."""
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": caller}},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "Role",
+            "metadata": {"name": role},
+            "rules": [
+                {
+                    "apiGroups": ["pilothouse.dev"],
+                    "resources": ["agentdeployments/requests", "agentdeployments/history"],
+                    "resourceNames": [agent],
+                    "verbs": ["create", "get"],
+                }
+            ],
+        },
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{caller}-calls-{agent}"},
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": caller, "namespace": namespace}],
+        },
+    ]
+
+
 def token_kubeconfig(*, server: str, ca_data: str, token: str, user: str) -> str:
     """A kubeconfig that authenticates with a bearer token (``ca_data``: base64 PEM)."""
     doc = {

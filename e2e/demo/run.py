@@ -387,31 +387,8 @@ def _kubernetes_callers(
         update={"api_server": server, "token_file": str(own), "ca_file": str(ca)}
     )
     cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"kubernetes_auth": auth})})
-    rbac = "rbac.authorization.k8s.io"
     k.apply(
-        [
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CALLER}},
-            {
-                "apiVersion": f"{rbac}/v1",
-                "kind": "Role",
-                "metadata": {"name": f"{AGENT}-callers"},
-                "rules": [
-                    {
-                        "apiGroups": ["pilothouse.dev"],
-                        "resources": ["agentdeployments/requests", "agentdeployments/history"],
-                        "resourceNames": [AGENT],
-                        "verbs": ["create", "get"],
-                    }
-                ],
-            },
-            {
-                "apiVersion": f"{rbac}/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": f"{CALLER}-calls-{AGENT}"},
-                "roleRef": {"apiGroup": rbac, "kind": "Role", "name": f"{AGENT}-callers"},
-                "subjects": [{"kind": "ServiceAccount", "name": CALLER, "namespace": NAMESPACE}],
-            },
-        ],
+        manifests.caller_rbac(CALLER, AGENT, NAMESPACE, f"{AGENT}-callers"),
         namespace=NAMESPACE,
     )
     token = k.run("create", "token", CALLER, "-n", NAMESPACE, "--duration=24h").strip()
