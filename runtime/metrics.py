@@ -172,6 +172,12 @@ QUEUE_BACKLOG: Final = Gauge(
     "seen by this process.",
     ["agent"],
 )
+QUEUE_DURABLE: Final = Gauge(
+    "pilothouse_queue_durable",
+    "1 when the queue's Redis keeps accepted work across a restart (AOF on), 0 when a restart "
+    "would lose it (see the warning on /readyz and in the log), as checked at start.",
+    ["agent"],
+)
 QUEUE_REJECTED: Final = Counter(
     "pilothouse_queue_rejected_total",
     "Requests refused with 429 because the agent's queue was full.",

@@ -7,8 +7,9 @@ answers, acknowledges and dead-letters entries; the operator's autoscaler import
 
 How it stays exact and cheap (each numbered step is one round trip, done by a Lua script):
 
-1. Enqueue checks the request id (a request already known is never queued twice), the backlog
-   bound, then XADDs and records the request as ``queued``. The bound is exact because
+1. Enqueue checks the request id (a request already known is never queued twice; the same id
+   with another body, told by the hash kept under ``...:request:{id}:body``, is a conflict),
+   the backlog bound, then XADDs and records the request as ``queued``. The bound is exact because
    acknowledged entries are deleted: ``XLEN`` *is* the backlog (not yet delivered plus delivered
    but unacknowledged), for Redis 6.2 and 7 alike. Nothing is trimmed: a full queue answers
    :class:`QueueFull`, it never drops accepted work.
@@ -46,11 +47,15 @@ __all__ = [
     "QueueError",
     "QueueFull",
     "QueueUnavailable",
+    "RequestConflict",
     "WorkQueue",
     "backlog",
+    "body_key",
     "dead_letter_key",
+    "durability_warning",
     "key_base",
     "now",
+    "persistence_warning",
     "read_state",
     "reply_channel",
     "state_key",
@@ -107,6 +112,11 @@ def state_key(cfg: config.RuntimeConfig, request_id: str) -> str:
     return f"{key_base(cfg)}:request:{request_id}"
 
 
+def body_key(cfg: config.RuntimeConfig, request_id: str) -> str:
+    """The hash of what a request asked (:func:`envelopes.body_hash`), kept with its state."""
+    return f"{key_base(cfg)}:request:{request_id}:body"
+
+
 def reply_channel(cfg: config.RuntimeConfig, instance: str) -> str:
     """The pub/sub channel on which one API process hears about the results it waits for."""
     return f"{key_base(cfg)}:results:{instance}"
@@ -133,6 +143,55 @@ async def backlog(redis: aioredis.Redis, cfg: config.RuntimeConfig) -> int:
     return n
 
 
+def durability_warning(
+    *, appendonly: str | None, appendfsync: str | None, save: str | None
+) -> str | None:
+    """Whether accepted work survives a Redis restart, from its persistence settings (pure).
+
+    None when it does (AOF on, fsynced always or every second: at most about a second of
+    writes at risk); otherwise why not, in words an operator acts on. A setting Redis would not
+    tell (``CONFIG`` renamed away, as some managed services do) is None and never warned of.
+    """
+    if appendonly is None:
+        return None
+    if appendonly == "yes":
+        if appendfsync == "no":
+            return (
+                "Redis appends to its AOF but leaves fsync to the OS (appendfsync no): work "
+                "accepted in the last ~30 s may be lost if the host fails; set appendfsync "
+                "everysec"
+            )
+        return None
+    if save:
+        return (
+            f"Redis keeps only RDB snapshots (save {save!r}, appendonly no): work accepted "
+            "since the last snapshot is lost if Redis restarts; set appendonly yes"
+        )
+    return (
+        "Redis keeps no data on disk (appendonly no, save ''): every queued request and stored "
+        "result is lost if Redis restarts; set appendonly yes"
+    )
+
+
+async def persistence_warning(redis: aioredis.Redis) -> str | None:
+    """Ask Redis for its persistence settings and say whether accepted work would be lost on a
+    restart (:func:`durability_warning`); None also when Redis will not say."""
+    settings: dict[str, str] = {}
+    with _queue_errors("reading the persistence settings"):
+        for name in ("appendonly", "appendfsync", "save"):
+            try:
+                reply = await redis.config_get(name)
+            except redis_errors.ResponseError:  # CONFIG renamed or refused: cannot tell
+                return None
+            for k, v in reply.items():
+                settings[envelopes.to_str(k)] = envelopes.to_str(v)
+    return durability_warning(
+        appendonly=settings.get("appendonly"),
+        appendfsync=settings.get("appendfsync"),
+        save=settings.get("save"),
+    )
+
+
 # ------------------------------------------------------------------------------------ errors
 
 
@@ -144,6 +203,20 @@ class QueueFull(errors.RuntimeFailure):
         self.backlog = backlog
         self.limit = limit
         self.retry_after = retry_after
+
+
+class RequestConflict(errors.UsageError):
+    """A request id already accepted with another body: nothing was queued (HTTP 409)."""
+
+    def __init__(self, request_id: str, stored_hash: str, sent_hash: str) -> None:
+        super().__init__(
+            f"request id {request_id} was already used for a request with another body "
+            f"(stored {stored_hash}, this one {sent_hash}); send a new request id for a new "
+            "request, or the identical body to retry"
+        )
+        self.request_id = request_id
+        self.stored_hash = stored_hash
+        self.sent_hash = sent_hash
 
 
 class QueueUnavailable(errors.DependencyUnavailable):
@@ -214,21 +287,27 @@ class WorkQueue:
         """Add a request to the stream, or say what is already known about its id.
 
         Returns :class:`Accepted`, or the :class:`RequestState` of a request id that is already
-        queued or answered (nothing is added then). A request with ``approved_escalation`` set
-        resumes: it is added only while its stored answer is still that escalation (so resuming
-        twice runs it once), and the bound does not apply (that work was accepted before).
+        queued or answered with the same body (nothing is added then: an idempotent retry).
+        Raises :class:`RequestConflict` when the id was accepted with another body. A request
+        with ``approved_escalation`` set resumes: it is added only while its stored answer is
+        still that escalation (so resuming twice runs it once), and the bound does not apply
+        (that work was accepted before).
         Raises :class:`QueueFull` at the bound, :class:`QueueUnavailable` without Redis.
         """
         rid = envelope.request.request_id
         resumes = envelope.request.approved_escalation or ""
         state = envelopes.QUEUED + orjson.dumps({"at": envelope.accepted_at})
         bound = 0 if resumes else self._max_backlog
-        args: list[Any] = [bound, state, self._ttl, resumes]
+        digest = envelopes.body_hash(envelope.request)
+        args: list[Any] = [bound, state, self._ttl, resumes, digest]
         for k, v in envelopes.encode_envelope(envelope).items():
             args += (k, v)
+        keys = [self.stream, state_key(self.cfg, rid), body_key(self.cfg, rid)]
         with _queue_errors("enqueueing"):
-            reply = await self._enqueue(keys=[self.stream, state_key(self.cfg, rid)], args=args)
+            reply = await self._enqueue(keys=keys, args=args)
         kind = envelopes.to_str(reply[0])
+        if kind == "conflict":
+            raise RequestConflict(rid, envelopes.to_str(reply[1]), digest)
         if kind == "ok":
             return envelopes.Accepted(envelopes.to_str(reply[1]), int(reply[2]))
         if kind == "full":
@@ -248,7 +327,7 @@ class WorkQueue:
         not in the stream); False when the request moved on meanwhile (nothing written)."""
         with _queue_errors("storing a result"):
             written = await self._answer_escalated(
-                keys=[state_key(self.cfg, request_id)],
+                keys=[state_key(self.cfg, request_id), body_key(self.cfg, request_id)],
                 args=[escalation_id, envelopes.DONE + result_json, self._ttl],
             )
         return int(written) == 1
@@ -333,7 +412,11 @@ class WorkQueue:
         keys: list[str] = [self.stream]
         args: list[Any] = [GROUP, self._ttl]
         for item in items:
-            keys += (state_key(self.cfg, item.request_id), self._answer_key(item.entry_id))
+            keys += (
+                state_key(self.cfg, item.request_id),
+                self._answer_key(item.entry_id),
+                body_key(self.cfg, item.request_id),
+            )
             args += (
                 item.entry_id,
                 item.request_id,
@@ -375,6 +458,7 @@ class WorkQueue:
             self._errors,
             state_key(self.cfg, rid or "_"),
             self._answer_key(delivery.entry_id),
+            body_key(self.cfg, rid or "_"),
         ]
         args: list[Any] = [
             GROUP,

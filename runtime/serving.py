@@ -181,6 +181,7 @@ class Runtime:
             self._started.append("writer")
         try:
             await self.work_queue.ensure_group()
+            await self._check_durability()
         except (queue.QueueUnavailable, queue.QueueError) as e:  # the loops retry meanwhile
             log.warning("Redis unreachable at start: %s", e)
         if self.waiter is not None:
@@ -210,6 +211,14 @@ class Runtime:
     async def _check_models(self) -> None:
         assert self.agent is not None
         await modelchecks.check_models(self.agent.chain.client, self.cfg.agent, self.cfg.models)
+
+    async def _check_durability(self) -> None:
+        """Warn (log, metric, readiness) when Redis would lose accepted work on a restart."""
+        warning = await queue.persistence_warning(self.redis)
+        metrics.QUEUE_DURABLE.labels(agent=self.cfg.agent).set(0 if warning else 1)
+        self.health.warn("redis_persistence", warning)
+        if warning:
+            log.warning("accepted work would not survive a Redis restart: %s", warning)
 
     async def _watch_backlog(self) -> None:
         gauge = metrics.QUEUE_BACKLOG.labels(agent=self.cfg.agent)
