@@ -172,6 +172,11 @@ QUEUE_BACKLOG: Final = Gauge(
     "seen by this process.",
     ["agent"],
 )
+RESUMED_STEPS: Final = Counter(
+    "pilothouse_resumed_steps_total",
+    "Completed steps a redelivered request did not repeat: it continued from its checkpoint.",
+    ["agent"],
+)
 QUEUE_DURABLE: Final = Gauge(
     "pilothouse_queue_durable",
     "1 when the queue's Redis keeps accepted work across a restart (AOF on), 0 when a restart "

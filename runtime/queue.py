@@ -17,7 +17,9 @@ How it stays exact and cheap (each numbered step is one round trip, done by a Lu
    not set yet (SET NX), store the result (``state key``, TTL ``resultTtlSeconds``), keep the
    audit records under the entry's answer key, and PUBLISH the result to the reply channel of
    the API process that waits for it. Only the first answer of an entry writes: a request is
-   answered once. Once the audit records are durable, :meth:`WorkQueue.finish` acknowledges
+   answered once. The same script deletes the request's step checkpoint
+   (:mod:`pilothouse.runtime.checkpoints`), which the agent loop stored after every step. Once the
+   audit records are durable, :meth:`WorkQueue.finish` acknowledges
    (XACK, XDEL, answer key deleted), again for a batch.
 3. Entries idle past the visibility timeout (their pod died) are claimed with XAUTOCLAIM, with
    their delivery counts; past ``maxDeliveries`` they go to the dead-letter stream with the
@@ -51,6 +53,7 @@ __all__ = [
     "WorkQueue",
     "backlog",
     "body_key",
+    "checkpoint_key",
     "dead_letter_key",
     "durability_warning",
     "key_base",
@@ -115,6 +118,11 @@ def state_key(cfg: config.RuntimeConfig, request_id: str) -> str:
 def body_key(cfg: config.RuntimeConfig, request_id: str) -> str:
     """The hash of what a request asked (:func:`envelopes.body_hash`), kept with its state."""
     return f"{key_base(cfg)}:request:{request_id}:body"
+
+
+def checkpoint_key(cfg: config.RuntimeConfig, request_id: str) -> str:
+    """A request's step checkpoint (:mod:`pilothouse.runtime.checkpoints`), until answered."""
+    return f"{key_base(cfg)}:request:{request_id}:steps"
 
 
 def reply_channel(cfg: config.RuntimeConfig, instance: str) -> str:
@@ -416,6 +424,7 @@ class WorkQueue:
                 state_key(self.cfg, item.request_id),
                 self._answer_key(item.entry_id),
                 body_key(self.cfg, item.request_id),
+                checkpoint_key(self.cfg, item.request_id),
             )
             args += (
                 item.entry_id,
@@ -435,6 +444,17 @@ class WorkQueue:
         keys = [self.stream, self._errors, *(self._answer_key(e) for e in entry_ids)]
         with _queue_errors("acknowledging entries"):
             await self._finish(keys=keys, args=[GROUP, *entry_ids])
+
+    async def save_checkpoint(self, request_id: str, data: bytes) -> None:
+        """Keep a request's step checkpoint (deleted when the request is answered)."""
+        with _queue_errors("storing a step checkpoint"):
+            await self.redis.set(checkpoint_key(self.cfg, request_id), data, ex=self._ttl)
+
+    async def load_checkpoint(self, request_id: str) -> bytes | None:
+        """The step checkpoint an earlier delivery of the request left, if any."""
+        with _queue_errors("reading a step checkpoint"):
+            raw = await self.redis.get(checkpoint_key(self.cfg, request_id))
+        return None if raw is None else envelopes.to_bytes(raw)
 
     async def answered_audit(self, entry_id: str) -> bytes | None:
         """The audit payload stored when this entry was answered, if it was."""
@@ -459,6 +479,7 @@ class WorkQueue:
             state_key(self.cfg, rid or "_"),
             self._answer_key(delivery.entry_id),
             body_key(self.cfg, rid or "_"),
+            checkpoint_key(self.cfg, rid or "_"),
         ]
         args: list[Any] = [
             GROUP,

@@ -134,11 +134,11 @@ class _AgentProcessor:
         self.engine = policy_engine
         self.service = service
 
-    async def __call__(self, request: requests.AgentRequest) -> workers.Processed:
+    async def __call__(self, request: requests.AgentRequest, deliveries: int) -> workers.Processed:
         resume = None
         if request.approved_escalation and self.service is not None:
             resume = await self.service.get_snapshot(request.approved_escalation)
-        outcome = await self.agent.handle(request, resume=resume)
+        outcome = await self.agent.handle(request, resume=resume, redelivered=deliveries > 1)
         if outcome.pending is not None and self.service is not None:
             timeout = self.engine.escalation_timeout(outcome.pending.policy)
             await self.service.park(outcome.pending, request, timeout_seconds=timeout)
@@ -361,7 +361,13 @@ async def build_runtime(
         http_client = pooled_http_client(cfg.workers.concurrency)
         # A cancelled request is refused before its next action, whatever the policies say.
         hook = cancellations.CancellableHook(policy_engine, cancellations.Cancellations(redis, cfg))
-        agent = agent_loop.build_agent(cfg, redis=redis, policy_hook=hook, http_client=http_client)
+        agent = agent_loop.build_agent(
+            cfg,
+            redis=redis,
+            policy_hook=hook,
+            http_client=http_client,
+            checkpoint_store=work_queue,
+        )
         pool = workers.WorkerPool(
             work_queue, _AgentProcessor(agent, policy_engine, service), sink, cfg
         )

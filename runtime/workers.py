@@ -74,8 +74,9 @@ class Processed:
     decisions: Sequence[records.AgentDecision] = ()
 
 
-Processor = Callable[[requests.AgentRequest], Awaitable[Processed]]
-"""Runs one request through the agent (``serving`` builds it around the agent loop)."""
+Processor = Callable[[requests.AgentRequest, int], Awaitable[Processed]]
+"""Runs one request through the agent (``serving`` builds it around the agent loop); the second
+argument is the delivery's number (past 1 an earlier delivery may have checkpointed steps)."""
 
 
 class ResultSink(Protocol):
@@ -336,11 +337,13 @@ class WorkerPool:
         finally:
             telemetry.REQUEST_ID.reset(token)
 
-    async def _run_with_deadline(self, request: requests.AgentRequest) -> Processed:
+    async def _run_with_deadline(
+        self, request: requests.AgentRequest, deliveries: int = 1
+    ) -> Processed:
         deadline = request.timeout_seconds or self._cfg.reliability.request_timeout_seconds
         try:
             async with asyncio.timeout(deadline + DEADLINE_GRACE_SECONDS):  # no extra task
-                return await self._process(request)
+                return await self._process(request, deliveries)
         except TimeoutError:
             log.error("the agent loop overran the request deadline of %.1fs", deadline)
             return _deadline_fallback(self._cfg, request, deadline)
@@ -355,7 +358,7 @@ class WorkerPool:
         request = env.request
         stored = await self._queue.answered_audit(d.entry_id) if d.deliveries > 1 else None
         if stored is None:
-            processed = await self._run_with_deadline(request)
+            processed = await self._run_with_deadline(request, d.deliveries)
             result = requests.attributed(processed.result, request)
             span.set_attribute("pilothouse.result.status", result.status.value)
             result_json = result.model_dump_json().encode()

@@ -1,8 +1,9 @@
 -- Pilothouse work queue: store results and notify waiting callers, first answer of an entry only.
 -- Loaded by pilothouse.runtime.queue and run with EVALSHA: one round trip, atomic.
 --
--- KEYS[1] stream; per item i: KEYS[3i-1] its request's state, KEYS[3i] its entry's answer key,
--- KEYS[3i+1] its request's body hash (kept as long as the result)
+-- KEYS[1] stream; per item i: KEYS[4i-2] its request's state, KEYS[4i-1] its entry's answer key,
+-- KEYS[4i] its request's body hash (kept as long as the result), KEYS[4i+1] its request's step
+-- checkpoint (deleted: the request is answered)
 -- ARGV[1] group, ARGV[2] TTL; per item: entry id, request id, state value, reply channel,
 -- audit payload. Returns per item 1 (answered now), 0 (another delivery of the entry answered
 -- first: nothing written) or -1 (the entry is no longer pending: acknowledged meanwhile).
@@ -13,9 +14,10 @@ for i = 1, items do
   local id = ARGV[a + 1]
   if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
     out[i] = -1
-  elseif redis.call('SET', KEYS[3 * i], ARGV[a + 5], 'NX', 'EX', ARGV[2]) then
-    redis.call('SET', KEYS[3 * i - 1], ARGV[a + 3], 'EX', ARGV[2])
-    redis.call('EXPIRE', KEYS[3 * i + 1], ARGV[2])
+  elseif redis.call('SET', KEYS[4 * i - 1], ARGV[a + 5], 'NX', 'EX', ARGV[2]) then
+    redis.call('SET', KEYS[4 * i - 2], ARGV[a + 3], 'EX', ARGV[2])
+    redis.call('EXPIRE', KEYS[4 * i], ARGV[2])
+    redis.call('DEL', KEYS[4 * i + 1])
     if ARGV[a + 4] ~= '' then
       redis.call('PUBLISH', ARGV[a + 4], ARGV[a + 2] .. ' ' .. ARGV[a + 3])
     end

@@ -3,7 +3,7 @@
 --
 -- KEYS[1] stream, KEYS[2] dead, KEYS[3] errors hash, KEYS[4] state ('' item: no request id),
 -- KEYS[5] the entry's answer key (an entry answered before it failed keeps its answer),
--- KEYS[6] the request's body hash (kept as long as the result)
+-- KEYS[6] the request's body hash (kept as long as the result), KEYS[7] its step checkpoint
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] reason, ARGV[4] deliveries, ARGV[5] consumer,
 -- ARGV[6] dead maxlen, ARGV[7] result value ('' for none), ARGV[8] result TTL,
 -- ARGV[9] reply channel, ARGV[10] request id, ARGV[11..] the entry's fields
@@ -25,4 +25,5 @@ end
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 redis.call('DEL', KEYS[5])
+if acked == 1 then redis.call('DEL', KEYS[7]) end
 return {acked, reason}
