@@ -28,6 +28,7 @@ __all__ = [
     "AUDIT_BATCH_DURATION",
     "AUDIT_RECORDS",
     "AUDIT_SPOOLED",
+    "AUDIT_STRANDED",
     "BREAKER_DEGRADED",
     "BREAKER_STATE",
     "BREAKER_STATE_VALUES",
@@ -122,6 +123,11 @@ AUDIT_RECORDS: Final = Counter(
     "spooled (to local disk while PostgreSQL was unreachable), replayed (from the spool), "
     "duplicate (already stored; dropped).",
     ["outcome"],
+)
+AUDIT_STRANDED: Final = Counter(
+    "pilothouse_audit_records_stranded_total",
+    "Audit records that existed only in this process's local spool when it stopped (lost "
+    "unless the spool folder is kept for the next start).",
 )
 AUDIT_SPOOLED: Final = Gauge(
     "pilothouse_audit_spooled_records",

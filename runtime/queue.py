@@ -17,7 +17,8 @@ How it stays exact and cheap (each numbered step is one round trip, done by a Lu
    not set yet (SET NX), store the result (``state key``, TTL ``resultTtlSeconds``), keep the
    audit records under the entry's answer key, and PUBLISH the result to the reply channel of
    the API process that waits for it. Only the first answer of an entry writes: a request is
-   answered once. The same script deletes the request's step checkpoint
+   answered once, and adds it to the ledger of answered requests (:func:`answered_key`). The
+   same script deletes the request's step checkpoint
    (:mod:`pilothouse.runtime.checkpoints`), which the agent loop stored after every step. Once the
    audit records are durable, :meth:`WorkQueue.finish` acknowledges
    (XACK, XDEL, answer key deleted), again for a batch.
@@ -51,6 +52,8 @@ __all__ = [
     "QueueUnavailable",
     "RequestConflict",
     "WorkQueue",
+    "answered_key",
+    "answered_requests",
     "backlog",
     "body_key",
     "checkpoint_key",
@@ -69,6 +72,8 @@ log = logging.getLogger(__name__)
 
 GROUP: Final = "workers"
 """The consumer group every worker of an agent reads with."""
+ANSWERED_LEDGER_MAXLEN: Final = 100_000
+"""Approximate bound of the ledger of answered requests (the newest are kept)."""
 DEAD_LETTER_MAXLEN: Final = 10_000
 """Approximate bound of the dead-letter stream (oldest dead letters are trimmed first)."""
 
@@ -113,6 +118,43 @@ def dead_letter_key(cfg: config.RuntimeConfig) -> str:
 def state_key(cfg: config.RuntimeConfig, request_id: str) -> str:
     """Where a request's state (queued, or its result) is kept."""
     return f"{key_base(cfg)}:request:{request_id}"
+
+
+def answered_key(cfg: config.RuntimeConfig) -> str:
+    """The ledger of answered requests, ``{keyPrefix}:{namespace}:{agent}:answered``: a stream
+    of (request id, entry id), one per answer a worker stored, the newest
+    :data:`ANSWERED_LEDGER_MAXLEN` kept; ``pilothouse audit verify`` checks the audit trail
+    against it."""
+    return f"{key_base(cfg)}:answered"
+
+
+async def answered_requests(
+    redis: aioredis.Redis, cfg: config.RuntimeConfig, *, settled_before: float
+) -> tuple[list[str], int]:
+    """From the ledger, the request ids answered before ``settled_before`` (epoch seconds) whose
+    entries are acknowledged (their audit records are handed off), and how many newer or still
+    pending entries were left out (their records may still be on their way)."""
+    stream = stream_key(cfg)
+    until = int(settled_before * 1000)
+    settled: list[str] = []
+    skipped = 0
+    with _queue_errors("reading the ledger of answered requests"):
+        entries = await redis.xrange(answered_key(cfg), min="-", max=f"{until}") or []
+        total = await redis.xlen(answered_key(cfg))
+        skipped = total - len(entries)
+        for i in range(0, len(entries), 500):
+            chunk = entries[i : i + 500]
+            fields = [envelopes.fields_of(f) for _, f in chunk]
+            async with redis.pipeline(transaction=False) as pipe:
+                for f in fields:
+                    pipe.exists(f"{stream}:answered:{envelopes.to_str(f.get(b'e', b''))}")
+                pending = await pipe.execute()
+            for f, still in zip(fields, pending, strict=True):
+                if still:
+                    skipped += 1
+                else:
+                    settled.append(envelopes.to_str(f.get(b"r", b"")))
+    return settled, skipped
 
 
 def body_key(cfg: config.RuntimeConfig, request_id: str) -> str:
@@ -417,8 +459,8 @@ class WorkQueue:
         """
         if not items:
             return []
-        keys: list[str] = [self.stream]
-        args: list[Any] = [GROUP, self._ttl]
+        keys: list[str] = [self.stream, answered_key(self.cfg)]
+        args: list[Any] = [GROUP, self._ttl, ANSWERED_LEDGER_MAXLEN]
         for item in items:
             keys += (
                 state_key(self.cfg, item.request_id),

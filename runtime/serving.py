@@ -120,6 +120,14 @@ class _NullSink:
     ) -> None:
         return None
 
+    async def hand_over(
+        self,
+        request: requests.AgentRequest,
+        result: requests.AgentResult,
+        decisions: Sequence[records.AgentDecision] = (),
+    ) -> asyncio.Future[None] | None:
+        return None
+
 
 class _AgentProcessor:
     """Runs a request through the agent loop; parks escalations, resumes approved ones."""
@@ -168,6 +176,11 @@ class Runtime:
     authenticator: identities.Authenticator = identities.NO_AUTHENTICATION
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _started: list[str] = field(default_factory=list)
+
+    @property
+    def stranded_audit_records(self) -> int:
+        """Audit records that existed only in the local spool when the writer closed."""
+        return self.writer.stranded if self.writer is not None else 0
 
     async def start(self) -> None:
         """Connect what must be connected and start the background work of this role."""
