@@ -124,6 +124,8 @@ class Agent:
         self._closers = tuple(closers)
         for reason in FALLBACK_REASONS:  # at 0 from the start (see metrics.py)
             metrics.FALLBACKS.labels(reason)
+        if checkpoint_store is not None:
+            metrics.RESUMED_STEPS.labels(agent=cfg.agent)
         self._tools_chars = len(orjson.dumps(toolbox.definitions)) if cfg.tools else 0
 
     async def aclose(self) -> None:
