@@ -185,6 +185,7 @@ def agent_config(
     initial_backoff: float = 0.01,
     max_backoff: float = 0.05,
     failure_threshold: int = 5,
+    minimum_calls: int = 1,
     window: float = 60.0,
     recovery: float = 60.0,
     request_timeout: float = 10.0,
@@ -217,6 +218,7 @@ def agent_config(
             ),
             circuit_breaker=config.CircuitBreakerConfig(
                 failure_threshold=failure_threshold,
+                minimum_calls=minimum_calls,
                 window_seconds=window,
                 recovery_timeout_seconds=recovery,
             ),
