@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Protocol
 
 import orjson
@@ -368,6 +369,16 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
     )
     async def get_request(request_id: RequestId, http: Request) -> Response:
         state = await q.state(request_id)
+        if state is None:
+            lost = await q.data_lost_at()
+            if lost is not None:
+                when = datetime.fromtimestamp(lost, UTC).isoformat(timespec="seconds")
+                message = (
+                    f"no request {request_id}: unknown, or lost — this agent's Redis lost its "
+                    f"data (restarted without persistence) by {when}; a request accepted before "
+                    "then and not answered was lost: send it again"
+                )
+                return api_responses.error(404, message, detail={"redis_data_lost_at": lost})
         if state is None or not await may_read(http, state):
             message = f"no request {request_id} (unknown, or its result expired)"
             return api_responses.error(404, message)

@@ -59,6 +59,7 @@ __all__ = [
     "checkpoint_key",
     "dead_letter_key",
     "durability_warning",
+    "epoch_key",
     "key_base",
     "now",
     "persistence_warning",
@@ -160,6 +161,11 @@ async def answered_requests(
 def body_key(cfg: config.RuntimeConfig, request_id: str) -> str:
     """The hash of what a request asked (:func:`envelopes.body_hash`), kept with its state."""
     return f"{key_base(cfg)}:request:{request_id}:body"
+
+
+def epoch_key(cfg: config.RuntimeConfig) -> str:
+    """A marker the runtime sets once (no expiry): when it is gone, Redis lost its data."""
+    return f"{key_base(cfg)}:epoch"
 
 
 def checkpoint_key(cfg: config.RuntimeConfig, request_id: str) -> str:
@@ -319,6 +325,7 @@ class WorkQueue:
         self._reclaim = redis.register_script(_script("reclaim"))
         self._renew = redis.register_script(_script("renew"))
         self._release_mine = redis.register_script(_script("release_mine"))
+        self._marked = False
 
     # ------------------------------------------------------------------------ producers
 
@@ -497,6 +504,31 @@ class WorkQueue:
         with _queue_errors("reading a step checkpoint"):
             raw = await self.redis.get(checkpoint_key(self.cfg, request_id))
         return None if raw is None else envelopes.to_bytes(raw)
+
+    async def mark_epoch(self) -> None:
+        """Set the agent's epoch marker if it is missing (at start, and after a loss)."""
+        with _queue_errors("marking the epoch"):
+            await self.redis.set(epoch_key(self.cfg), orjson.dumps({"since": now()}), nx=True)
+        self._marked = True
+
+    async def data_lost_at(self) -> float | None:
+        """When Redis was found to have lost this agent's data (restarted without persistence),
+        or None. Tells only once this process set the marker: a marker it saw and that is gone
+        means the data went with it; the finding is recorded for every replica."""
+        key = epoch_key(self.cfg)
+        with _queue_errors("reading the epoch"):
+            raw = await self.redis.get(key)
+            if raw is None:
+                if not self._marked:
+                    return None
+                found = orjson.dumps({"since": now(), "lost_at": now()})
+                await self.redis.set(key, found, nx=True)
+                raw = await self.redis.get(key)
+        try:
+            lost = orjson.loads(raw or b"{}").get("lost_at")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return float(lost) if isinstance(lost, int | float) else None
 
     async def answered_audit(self, entry_id: str) -> bytes | None:
         """The audit payload stored when this entry was answered, if it was."""

@@ -176,6 +176,7 @@ class Runtime:
     authenticator: identities.Authenticator = identities.NO_AUTHENTICATION
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _started: list[str] = field(default_factory=list)
+    _reported_loss: float | None = None
 
     @property
     def stranded_audit_records(self) -> int:
@@ -194,6 +195,7 @@ class Runtime:
             self._started.append("writer")
         try:
             await self.work_queue.ensure_group()
+            await self.work_queue.mark_epoch()
             await self._check_durability()
         except (queue.QueueUnavailable, queue.QueueError) as e:  # the loops retry meanwhile
             log.warning("Redis unreachable at start: %s", e)
@@ -238,6 +240,14 @@ class Runtime:
         while True:
             with contextlib.suppress(queue.QueueUnavailable, queue.QueueError):
                 gauge.set(await self.work_queue.backlog())
+                lost = await self.work_queue.data_lost_at()
+                if lost is not None and lost != self._reported_loss:
+                    self._reported_loss = lost
+                    log.error(
+                        "Redis lost this agent's data (restarted without persistence): work "
+                        "accepted before it and not answered is lost"
+                    )
+                await self.work_queue.mark_epoch()
             await asyncio.sleep(BACKLOG_INTERVAL_SECONDS)
 
     async def drain(self, grace: float | None = None) -> int:
