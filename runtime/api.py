@@ -275,6 +275,10 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
             rejected.inc()
             return api_responses.error(429, str(e), **{"Retry-After": str(e.retry_after)})
         except queue.RequestConflict as e:
+            # Another caller's request: say only that the id is taken (not how they differ).
+            known = await q.state(rid)
+            if known is not None and not await may_read(http, known):
+                return api_responses.error(409, f"request id {rid} is taken by another caller")
             return api_responses.error(409, str(e))
         finally:
             if fut is not None and waiter is not None:
