@@ -99,12 +99,16 @@ class Autoscaler:
             return tuple(history)  # not rendered by this process yet: the stream is unknown
         backlog: int | None = None
         problem: str | None = None
+        durability: tuple[bool, str | None] = (False, None)
         try:
             url = await asyncio.to_thread(self.redis_url, namespace, parsed)
             backlog = await self._reader.read(url, cfg)
+            durability = await self._reader.durability(url)
         except errors.BacklogUnavailable as e:
             problem = str(e)
-        return await asyncio.to_thread(self._apply, namespace, name, backlog, problem, history)
+        return await asyncio.to_thread(
+            self._apply, namespace, name, backlog, problem, history, durability
+        )
 
     def redis_url(self, namespace: str, spec: api.AgentDeploymentSpec) -> str:
         """The Redis URL of an agent: its Secret, else --redis-url, else the default Secret."""
@@ -135,6 +139,7 @@ class Autoscaler:
         backlog: int | None,
         problem: str | None,
         history: Sequence[autoscaling.Recommendation],
+        durability: tuple[bool, str | None] = (False, None),
     ) -> tuple[autoscaling.Recommendation, ...]:
         rec = self._reconciler
         with rec.agent_lock(namespace, name):
@@ -164,6 +169,9 @@ class Autoscaler:
             new = statuses.scaling_status(
                 agent.status, decision=decision, backlog=backlog, problem=problem, now=now
             )
+            checked, warning = durability
+            if checked:
+                new = statuses.durability_status(new, warning, now)
             patch = statuses.merge_patch(agent.status.document(), new.document())
             if patch:
                 rec.kube.patch_status(api.AGENT_KIND, namespace, name, patch)
