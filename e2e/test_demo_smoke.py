@@ -109,7 +109,11 @@ def test_the_operator_scales_up_for_the_flood_and_back_down(demo_output: str) ->
     want = math.ceil(FLOOD / TARGET_PER_REPLICA)
 
     assert f"scaled up 1 -> {want} replicas" in demo_output
-    assert re.search(rf"customer-support\s+True\s+{want}\s+{FLOOD}\s", demo_output)  # kubectl
+    # kubectl right after: the replicas asked for, and the backlog the operator last read (the
+    # status may still be settling on a busy machine, so Ready and the exact depth can lag).
+    shown = re.search(rf"customer-support\s+(?:True|False)\s+{want}\s+(\d+)\s", demo_output)
+    assert shown is not None
+    assert 0 < int(shown.group(1)) <= FLOOD
     assert f"{FLOOD}/{FLOOD} answered" in demo_output
     assert f"scaled down {want} -> 1" in demo_output
     # The operator's Events tell the same story. On a busy machine the flood may reach the
