@@ -184,6 +184,21 @@ def request(url: str, body: Doc | None = None, *, timeout: float = 60) -> tuple[
         return e.code, json.loads(e.read() or b"{}")
 
 
+def request_retrying(
+    url: str, body: Doc, *, attempts: int = 3, timeout: float = 60
+) -> tuple[int, Doc]:
+    """POST ``body`` (which names its ``request_id``), sent again when no answer comes in time:
+    the same id is the same request, so a retry never makes a second one."""
+    assert body.get("request_id"), "only a request with its own id may be sent again"
+    for attempt in range(1, attempts + 1):
+        try:
+            return request(url, body, timeout=timeout)
+        except (urllib.error.URLError, TimeoutError):
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 def ask(base: str, text: str, *, session: str | None = None) -> Doc:
     """POST /v1/requests?wait=30 through the Service; the finished request."""
     body: Doc = {"input": text}
