@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -25,7 +24,6 @@ import redis.exceptions as redis_errors
 
 from pilothouse.operator import errors
 from pilothouse.runtime import config, queue
-from pilothouse.runtime import errors as errors_runtime
 
 __all__ = ["DEFAULT_TIMEOUT", "DELETE_BATCH", "BacklogReader"]
 
@@ -35,8 +33,6 @@ DEFAULT_TIMEOUT: Final = 2.0
 """Seconds one backlog read may take (connect included)."""
 DELETE_BATCH: Final = 500
 """Keys scanned (and unlinked) per round trip when deleting an agent's keys."""
-DURABILITY_CACHE_SECONDS: Final = 60.0
-"""How long a Redis's persistence settings, once read, are reused."""
 
 
 class BacklogReader:
@@ -45,7 +41,6 @@ class BacklogReader:
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._timeout = timeout
         self._clients: dict[str, aioredis.Redis] = {}
-        self._durability: dict[str, tuple[float, str | None]] = {}
 
     def _client(self, url: str) -> aioredis.Redis:
         client = self._clients.get(url)
@@ -99,21 +94,6 @@ class BacklogReader:
         except ValueError as e:  # a malformed URL
             raise errors.BacklogUnavailable(f"bad Redis URL: {e}") from e
         return deleted, True
-
-    async def durability(self, url: str) -> tuple[bool, str | None]:
-        """Whether the Redis at ``url`` was asked about its persistence, and its warning (None:
-        accepted work survives a restart); the runtime's own check, reused for a minute."""
-        now = time.monotonic()
-        cached = self._durability.get(url)
-        if cached is not None and now - cached[0] < DURABILITY_CACHE_SECONDS:
-            return True, cached[1]
-        try:
-            async with asyncio.timeout(self._timeout * 2):
-                warning = await queue.persistence_warning(self._client(url))
-        except (errors_runtime.RuntimeFailure, TimeoutError, ValueError):
-            return False, None  # cannot tell now (the backlog read reports an unreachable Redis)
-        self._durability[url] = (now, warning)
-        return True, warning
 
     async def close(self) -> None:
         """Close every connection pool."""

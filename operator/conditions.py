@@ -36,11 +36,8 @@ STALLED: Final = "Stalled"
 """True when the operator cannot make progress until the user changes something."""
 SCALING_ACTIVE: Final = "ScalingActive"
 """With ``spec.scaling``: whether the autoscaler can read the backlog and decide."""
-QUEUE_DURABLE: Final = "QueueDurable"
-"""With ``spec.scaling`` (the operator reads the agent's Redis then): whether accepted work
-survives a Redis restart (AOF on)."""
 
-ORDER: Final = (READY, RECONCILING, STALLED, SCALING_ACTIVE, QUEUE_DURABLE)
+ORDER: Final = (READY, RECONCILING, STALLED, SCALING_ACTIVE)
 """Where each type sits in ``status.conditions`` (unknown types go last)."""
 
 # ---------------------------------------------------------------------------------- reasons
@@ -85,10 +82,6 @@ BACKLOG_READ: Final = "BacklogRead"
 """ScalingActive=True: the backlog was read and the autoscaler decided."""
 BACKLOG_UNAVAILABLE: Final = "BacklogUnavailable"
 """ScalingActive=False: the backlog cannot be read; replicas are held where they are."""
-REDIS_PERSISTENT: Final = "RedisPersistent"
-"""QueueDurable=True: the agent's Redis appends every write to its AOF."""
-REDIS_NOT_PERSISTENT: Final = "RedisNotPersistent"
-"""QueueDurable=False: a Redis restart would lose accepted work (the message says why)."""
 
 PROBLEMS: Final = (
     POLICY_NOT_FOUND,

@@ -99,16 +99,12 @@ class Autoscaler:
             return tuple(history)  # not rendered by this process yet: the stream is unknown
         backlog: int | None = None
         problem: str | None = None
-        durability: tuple[bool, str | None] = (False, None)
         try:
             url = await asyncio.to_thread(self.redis_url, namespace, parsed)
             backlog = await self._reader.read(url, cfg)
-            durability = await self._reader.durability(url)
         except errors.BacklogUnavailable as e:
             problem = str(e)
-        return await asyncio.to_thread(
-            self._apply, namespace, name, backlog, problem, history, durability
-        )
+        return await asyncio.to_thread(self._apply, namespace, name, backlog, problem, history)
 
     def redis_url(self, namespace: str, spec: api.AgentDeploymentSpec) -> str:
         """The Redis URL of an agent: its Secret, else --redis-url, else the default Secret."""
@@ -139,7 +135,6 @@ class Autoscaler:
         backlog: int | None,
         problem: str | None,
         history: Sequence[autoscaling.Recommendation],
-        durability: tuple[bool, str | None] = (False, None),
     ) -> tuple[autoscaling.Recommendation, ...]:
         rec = self._reconciler
         with rec.agent_lock(namespace, name):
@@ -169,9 +164,6 @@ class Autoscaler:
             new = statuses.scaling_status(
                 agent.status, decision=decision, backlog=backlog, problem=problem, now=now
             )
-            checked, warning = durability
-            if checked:
-                new = statuses.durability_status(new, warning, now)
             patch = statuses.merge_patch(agent.status.document(), new.document())
             if patch:
                 rec.kube.patch_status(api.AGENT_KIND, namespace, name, patch)

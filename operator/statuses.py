@@ -27,7 +27,6 @@ __all__ = [
     "Rendered",
     "acknowledged",
     "agent_status",
-    "durability_status",
     "merge_patch",
     "policy_status",
     "rollout_status",
@@ -336,9 +335,14 @@ def scaling_status(
     ``problem`` explains an unknown backlog.
     """
     if decision is None:
-        conds = conditions.remove_condition(previous.conditions, conditions.SCALING_ACTIVE)
-        conds = conditions.remove_condition(conds, conditions.QUEUE_DURABLE)
-        return previous.model_copy(update={"queue_depth": None, "conditions": conds})
+        return previous.model_copy(
+            update={
+                "queue_depth": None,
+                "conditions": conditions.remove_condition(
+                    previous.conditions, conditions.SCALING_ACTIVE
+                ),
+            }
+        )
     gen = previous.observed_generation
     if backlog is None:
         message = f"{problem or 'backlog unavailable'}; {decision.message}"
@@ -432,35 +436,6 @@ def _annotation(deployment: Mapping[str, Any] | None) -> str | None:
         return None
     value = node.get(labels.CONFIG_HASH_ANNOTATION)
     return value if isinstance(value, str) else None
-
-
-def durability_status(
-    previous: AgentDeploymentStatus, warning: str | None, now: datetime
-) -> AgentDeploymentStatus:
-    """QueueDurable: True when the agent's Redis keeps accepted work across a restart, False
-    with the reason (``warning``, from :func:`pilothouse.runtime.queue.durability_warning`)."""
-    gen = previous.observed_generation
-    if warning is None:
-        conds = _set(
-            previous.conditions,
-            conditions.QUEUE_DURABLE,
-            "True",
-            conditions.REDIS_PERSISTENT,
-            "accepted work survives a Redis restart (appendonly yes)",
-            gen,
-            now,
-        )
-    else:
-        conds = _set(
-            previous.conditions,
-            conditions.QUEUE_DURABLE,
-            "False",
-            conditions.REDIS_NOT_PERSISTENT,
-            warning,
-            gen,
-            now,
-        )
-    return previous.model_copy(update={"conditions": conds})
 
 
 def _set(

@@ -19,10 +19,7 @@ recorded (``dry_run_denied``) and the action proceeds; ESCALATE stops the loop w
 :mod:`pilothouse.runtime.pending`).
 
 Every step produces one :class:`records.AgentDecision` (step numbers from 0, continuing across
-a resume). With a :class:`checkpoints.CheckpointStore`, each completed step (a model's answer, a
-tool's result) is stored before the next starts, and ``handle(request, redelivered=True)``
-continues after the last completed one (:mod:`pilothouse.runtime.checkpoints`). The worker
-(serving) calls :meth:`Agent.handle`; :func:`build_agent` wires an agent
+a resume). The worker (serving) calls :meth:`Agent.handle`; :func:`build_agent` wires an agent
 from a :class:`config.RuntimeConfig`.
 """
 
@@ -43,7 +40,6 @@ from opentelemetry import trace
 
 from pilothouse.runtime import (
     breaker,
-    checkpoints,
     config,
     conversations,
     errors,
@@ -109,10 +105,8 @@ class Agent:
         policy_hook: hooks.PolicyHook | None = None,
         clock: retries.Clock = time,
         closers: Sequence[Any] = (),
-        checkpoint_store: checkpoints.CheckpointStore | None = None,
     ) -> None:
         self.cfg = cfg
-        self.checkpoints = checkpoint_store
         self.chain = chain
         self.toolbox = toolbox
         self.sessions = session_store
@@ -124,8 +118,6 @@ class Agent:
         self._closers = tuple(closers)
         for reason in FALLBACK_REASONS:  # at 0 from the start (see metrics.py)
             metrics.FALLBACKS.labels(reason)
-        if checkpoint_store is not None:
-            metrics.RESUMED_STEPS.labels(agent=cfg.agent)
         self._tools_chars = len(orjson.dumps(toolbox.definitions)) if cfg.tools else 0
 
     async def aclose(self) -> None:
@@ -145,20 +137,12 @@ class Agent:
         self,
         request: requests.AgentRequest,
         resume: pending.PendingAction | None = None,
-        *,
-        redelivered: bool = False,
     ) -> AgentOutcome:
-        """Answer one request (or continue an approved escalation). Never raises.
-
-        ``redelivered``: an earlier delivery of the request may have completed steps; continue
-        after the last one checkpointed, if any."""
+        """Answer one request (or continue an approved escalation). Never raises."""
         timeout = request.timeout_seconds or self.cfg.reliability.request_timeout_seconds
         run = steps.Run(self.cfg, request, retries.Deadline.within(timeout, self.clock), self.clock)
         try:
             async with asyncio.timeout(timeout + DEADLINE_GRACE_SECONDS):
-                saved = await self._saved_checkpoint(run) if redelivered else None
-                if saved is not None:
-                    return await self._continue(run, saved)
                 return await self._run(run, resume)
         except TimeoutError:
             log.warning("request %s ran past its deadline", request.request_id)
@@ -196,59 +180,6 @@ class Agent:
         return await self._loop(
             run, approve_llm=resume is not None and resume.kind is hooks.ActionKind.LLM_CALL
         )
-
-    # ------------------------------------------------------------------------ checkpoints
-
-    async def _saved_checkpoint(self, run: steps.Run) -> checkpoints.Checkpoint | None:
-        """The checkpoint an earlier delivery of this request (this same run: the same approval)
-        left, if any; an unreadable or unreachable one is logged and the request starts over."""
-        if self.checkpoints is None:
-            return None
-        rid = run.request.request_id
-        try:
-            data = await self.checkpoints.load_checkpoint(rid)
-            saved = checkpoints.decode(data) if data is not None else None
-        except (errors.DependencyUnavailable, errors.UsageError) as e:
-            log.warning("request %s: no step checkpoint read (%s); starting over", rid, e)
-            return None
-        if saved is None or saved.approved_escalation != run.request.approved_escalation:
-            return None
-        return saved
-
-    async def _checkpoint(
-        self, run: steps.Run, calls: Sequence[llm.ToolCall], answer: str | None = None
-    ) -> None:
-        """Store the state after a completed step, before the next one starts."""
-        if self.checkpoints is None:
-            return
-        try:
-            await self.checkpoints.save_checkpoint(
-                run.request.request_id, run.checkpoint(calls, answer)
-            )
-        except errors.DependencyUnavailable as e:
-            log.warning(
-                "request %s: step checkpoint not stored (%s); a redelivery would repeat it",
-                run.request.request_id,
-                e,
-            )
-
-    async def _continue(self, run: steps.Run, saved: checkpoints.Checkpoint) -> AgentOutcome:
-        """Resume after the last completed step: the answer, the tool calls left, or the loop."""
-        run.resume_from(saved)
-        metrics.RESUMED_STEPS.labels(agent=self.cfg.agent).inc(saved.snapshot.next_step)
-        run.record(
-            "resume",
-            result="checkpoint",
-            params={"completed_steps": saved.snapshot.next_step, "llm_steps": run.llm_steps},
-        )
-        if saved.answer is not None:
-            return await self._complete(run, saved.answer)
-        calls = saved.snapshot.pending_calls()
-        if calls:
-            stopped = await self._run_tools(run, calls, approved=None)
-            if stopped is not None:
-                return stopped
-        return await self._loop(run, approve_llm=False)
 
     async def _start_conversation(self, run: steps.Run) -> None:
         context: dict[str, Any] = {}
@@ -311,10 +242,8 @@ class Agent:
                 run.note_fallback(outcome.fallback_reason or "llm_error")
             run.model = completion.model
             run.messages.append(completion.assistant_message())
-            answer = None if completion.tool_calls else (completion.content or "")
-            await self._checkpoint(run, completion.tool_calls, answer)
-            if answer is not None:
-                return await self._complete(run, answer)
+            if not completion.tool_calls:
+                return await self._complete(run, completion.content or "")
             stopped = await self._run_tools(run, list(completion.tool_calls), approved=None)
             if stopped is not None:
                 return stopped
@@ -398,40 +327,27 @@ class Agent:
     async def _run_tools(
         self, run: steps.Run, calls: list[llm.ToolCall], *, approved: str | None
     ) -> AgentOutcome | None:
-        for i in range(len(calls)):
-            stopped = await self._run_tool(run, calls, i, approved=approved)
+        for i, call in enumerate(calls):
+            started = self.clock.monotonic()
+            try:
+                prepared = self.toolbox.prepare(call.id, call.name, call.arguments)
+            except errors.ToolError as e:
+                tools.count(call.name, e.reason, known=self.toolbox.knows(call.name))
+                run.tool_failed(call, e, started)
+                continue
+            action = run.tool_action(prepared, approved=call.id == approved)
+            stopped = await self._check(run, action, calls=calls[i:])
             if stopped is not None:
+                tools.count(call.name, "escalated" if stopped.pending else "denied")
                 return stopped
-            await self._checkpoint(run, calls[i + 1 :])
-        return None
-
-    async def _run_tool(
-        self, run: steps.Run, calls: list[llm.ToolCall], i: int, *, approved: str | None
-    ) -> AgentOutcome | None:
-        call = calls[i]
-        started = self.clock.monotonic()
-        try:
-            prepared = self.toolbox.prepare(call.id, call.name, call.arguments)
-        except errors.ToolError as e:
-            tools.count(call.name, e.reason, known=self.toolbox.knows(call.name))
-            run.tool_failed(call, e, started)
-            return None
-        action = run.tool_action(prepared, approved=call.id == approved)
-        stopped = await self._check(run, action, calls=calls[i:])
-        if stopped is not None:
-            tools.count(call.name, "escalated" if stopped.pending else "denied")
-            return stopped
-        key = run.idempotency_key(call)
-        try:
-            result = await self.toolbox.execute(
-                prepared, time_limit=run.deadline.remaining(), idempotency_key=key
-            )
-        except errors.ToolCallFailed as e:
-            tools.count(call.name, e.reason)
-            run.tool_failed(call, e, started, arguments=prepared.arguments, idempotency_key=key)
-            return None
-        tools.count(call.name, "ok")
-        run.tool_succeeded(call, prepared, result, started, idempotency_key=key)
+            try:
+                result = await self.toolbox.execute(prepared, time_limit=run.deadline.remaining())
+            except errors.ToolCallFailed as e:
+                tools.count(call.name, e.reason)
+                run.tool_failed(call, e, started, arguments=prepared.arguments)
+                continue
+            tools.count(call.name, "ok")
+            run.tool_succeeded(call, prepared, result, started)
         return None
 
     # ------------------------------------------------------------------------------ policy
@@ -602,11 +518,9 @@ def build_agent(
     http_client: httpx.AsyncClient | None = None,
     clock: retries.Clock = time,
     rng: random.Random | None = None,
-    checkpoint_store: checkpoints.CheckpointStore | None = None,
 ) -> Agent:
     """An :class:`Agent` wired from its config: LLM client, breakers in ``redis``, sessions in
-    ``redis``, tools over ``http_client`` (one pool per endpoint when not given), step
-    checkpoints in ``checkpoint_store`` (none: a redelivered request starts over). Without Redis
+    ``redis``, tools over ``http_client`` (one pool per endpoint when not given). Without Redis
     the breakers are per process and sessions are not kept. Close it with ``aclose()``."""
     client = llm.LLMClient(http_client=http_client, clock=clock)
     breakers = breaker.CircuitBreakers(
@@ -645,5 +559,4 @@ def build_agent(
         policy_hook=policy_hook,
         clock=clock,
         closers=(client, toolbox),
-        checkpoint_store=checkpoint_store,
     )

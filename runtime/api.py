@@ -5,8 +5,6 @@
 
 * ``POST /v1/requests``: validate, enqueue, answer 202 with the request id; with ``?wait=S`` (or
   ``wait_seconds`` in the body) wait up to S seconds and answer 200 with the result if it came.
-  A request id sent again with the same body is an idempotent retry (its state is answered);
-  with another body it is refused with 409 (the body's hash is stored with the request).
 * ``GET /v1/requests/{id}``: state and result, from any replica. ``GET .../decisions``: the
   decision history from the audit store. ``GET .../events`` (:mod:`api_events`): its progress
   as server-sent events until the result. ``DELETE /v1/requests/{id}``
@@ -35,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Protocol
 
 import orjson
@@ -274,12 +271,6 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         except queue.QueueFull as e:
             rejected.inc()
             return api_responses.error(429, str(e), **{"Retry-After": str(e.retry_after)})
-        except queue.RequestConflict as e:
-            # Another caller's request: say only that the id is taken (not how they differ).
-            known = await q.state(rid)
-            if known is not None and not await may_read(http, known):
-                return api_responses.error(409, f"request id {rid} is taken by another caller")
-            return api_responses.error(409, str(e))
         finally:
             if fut is not None and waiter is not None:
                 waiter.forget(rid, fut)
@@ -314,7 +305,6 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
         responses={
             200: {"model": requests.AgentResult, "description": "Answered within the wait."},
             202: {"model": api_models.Accepted, "description": "Accepted, not answered yet."},
-            409: {"model": api_models.ErrorBody, "description": "Id used with another body."},
             429: {"model": api_models.ErrorBody, "description": "Queue full; see Retry-After."},
             **api_responses.ERROR_RESPONSES,
         },
@@ -373,16 +363,6 @@ def _install_request_routes(app: FastAPI, services: Services) -> None:
     )
     async def get_request(request_id: RequestId, http: Request) -> Response:
         state = await q.state(request_id)
-        if state is None:
-            lost = await q.data_lost_at()
-            if lost is not None:
-                when = datetime.fromtimestamp(lost, UTC).isoformat(timespec="seconds")
-                message = (
-                    f"no request {request_id}: unknown, or lost — this agent's Redis lost its "
-                    f"data (restarted without persistence) by {when}; a request accepted before "
-                    "then and not answered was lost: send it again"
-                )
-                return api_responses.error(404, message, detail={"redis_data_lost_at": lost})
         if state is None or not await may_read(http, state):
             message = f"no request {request_id} (unknown, or its result expired)"
             return api_responses.error(404, message)
@@ -458,8 +438,6 @@ def _install_probes(app: FastAPI, services: Services) -> None:
         }
         if services.authenticator.mode == identities.NoAuthentication.mode:
             doc["warning"] = "authentication is off: any caller may do anything"
-        if r.warnings:
-            doc["warnings"] = dict(r.warnings)
         return api_responses.json_response(200 if r.ready else 503, orjson.dumps(doc))
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus metrics", response_model=None)

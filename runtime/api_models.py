@@ -60,8 +60,7 @@ class RequestBody(_Body):
     """The user's message."""
     request_id: str | None = Field(default=None, pattern=requests.REQUEST_ID_PATTERN)
     """Idempotency key: a request id is answered once and audited once. Sending the same id
-    again with the same body returns the state of the first request; with another body it is
-    refused (409). Generated when absent."""
+    again returns the state of the first request. Generated when absent."""
     session_id: str | None = Field(default=None, pattern=requests.REQUEST_ID_PATTERN)
     """Conversation this message belongs to; history and context are kept per session."""
     user: str | None = Field(default=None, max_length=256)

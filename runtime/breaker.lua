@@ -4,32 +4,27 @@
 -- specification; a test feeds both the same event sequences and compares every result).
 -- Loaded by pilothouse.runtime.breaker and run with EVALSHA: one round trip per check/record.
 --
--- KEYS[1]  the breaker's hash: s = state, f = the sliding window while closed (buckets
---          "start:calls:failures", space separated, oldest first), o = opened at (ms),
---          p = probes let through, t = probe period start (ms)
+-- KEYS[1]  the breaker's hash: s = state, f = failure times (ms, space separated),
+--          o = opened at (ms), p = probes let through, t = probe period start (ms)
 -- ARGV     event (acquire|success|failure), now_ms, failure_threshold, window_ms,
---          recovery_ms, half_open_max_probes, key_ttl_ms, failure_rate_bp, minimum_calls,
---          bucket_ms
--- Returns  {state, allowed (0/1), probe (0/1), previous state, retry_in_ms, failures, calls}
+--          recovery_ms, half_open_max_probes, key_ttl_ms
+-- Returns  {state, allowed (0/1), probe (0/1), previous state, retry_in_ms, failures}
 
 local key = KEYS[1]
 local event = ARGV[1]
 local now = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
-local window_ms = tonumber(ARGV[4])
+local window = tonumber(ARGV[4])
 local recovery = tonumber(ARGV[5])
 local max_probes = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[7])
-local rate_bp = tonumber(ARGV[8])
-local min_calls = tonumber(ARGV[9])
-local bucket_ms = tonumber(ARGV[10])
 
 local h = redis.call('HMGET', key, 's', 'f', 'o', 'p', 't')
 local state = h[1] or 'closed'
-local window = {}
+local failures = {}
 if h[2] then
-  for b, c, f in string.gmatch(h[2], '(%-?%d+):(%d+):(%d+)') do
-    window[#window + 1] = {tonumber(b), tonumber(c), tonumber(f)}
+  for ts in string.gmatch(h[2], '%-?%d+') do
+    failures[#failures + 1] = tonumber(ts)
   end
 end
 local opened_at = tonumber(h[3] or '0') or 0
@@ -42,36 +37,8 @@ local probe = 0
 local retry_in = 0
 local dirty = false
 
--- The window slid to now, with calls and failures added to now's bucket (breaker._counted).
-local function counted(calls, fails)
-  local kept = {}
-  for _, b in ipairs(window) do
-    if now - b[1] < window_ms then kept[#kept + 1] = b end
-  end
-  local start = now - now % bucket_ms
-  local last = kept[#kept]
-  if last and last[1] == start then
-    kept[#kept] = {start, last[2] + calls, last[3] + fails}
-  else
-    kept[#kept + 1] = {start, calls, fails}
-  end
-  return kept
-end
-
-local function totals(w)
-  local calls, fails = 0, 0
-  for _, b in ipairs(w) do
-    calls = calls + b[2]
-    fails = fails + b[3]
-  end
-  return calls, fails
-end
-
 if event == 'acquire' then
-  if state == 'closed' then
-    window = counted(1, 0)
-    dirty = true
-  elseif state == 'open' then
+  if state == 'open' then
     if now >= opened_at + recovery then
       state = 'half_open'
       probes = 1
@@ -99,23 +66,27 @@ if event == 'acquire' then
   end
 elseif event == 'failure' then
   if state == 'closed' then
-    local kept = counted(0, 1)
-    local calls, fails = totals(kept)
-    if fails > calls then calls = fails end
-    if calls >= min_calls and fails >= threshold and fails * 10000 >= rate_bp * calls then
+    local kept = {}
+    for _, ts in ipairs(failures) do
+      if now - ts < window then
+        kept[#kept + 1] = ts
+      end
+    end
+    kept[#kept + 1] = now
+    if #kept >= threshold then
       state = 'open'
       opened_at = now
-      window = {}
+      failures = {}
       probes = 0
       probe_since = 0
     else
-      window = kept
+      failures = kept
     end
     dirty = true
   elseif state == 'half_open' then
     state = 'open'
     opened_at = now
-    window = {}
+    failures = {}
     probes = 0
     probe_since = 0
     dirty = true
@@ -123,7 +94,7 @@ elseif event == 'failure' then
 elseif event == 'success' then
   if state == 'half_open' then
     state = 'closed'
-    window = {}
+    failures = {}
     opened_at = 0
     probes = 0
     probe_since = 0
@@ -134,12 +105,12 @@ else
 end
 
 if dirty then
-  if state == 'closed' and #window == 0 then
+  if state == 'closed' and #failures == 0 then
     redis.call('DEL', key)
   else
     local parts = {}
-    for i, b in ipairs(window) do
-      parts[i] = string.format('%d:%d:%d', b[1], b[2], b[3])
+    for i, ts in ipairs(failures) do
+      parts[i] = string.format('%d', ts)
     end
     redis.call('HSET', key, 's', state, 'f', table.concat(parts, ' '),
       'o', string.format('%d', opened_at), 'p', string.format('%d', probes),
@@ -148,5 +119,4 @@ if dirty then
   end
 end
 
-local calls, fails = totals(window)
-return {state, allowed, probe, previous, retry_in, fails, calls}
+return {state, allowed, probe, previous, retry_in, #failures}

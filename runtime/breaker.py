@@ -1,16 +1,10 @@
 """The circuit breaker per (agent, model endpoint), shared by every replica through Redis.
 
 Why: when a model endpoint is down, calling it anyway costs each request a timeout and piles
-load on a struggling provider. The breaker opens on a failure *rate*, as resilience4j's
-time-based sliding window does: over the last ``windowSeconds`` (kept as
-:data:`WINDOW_BUCKETS` buckets of calls and failures), once at least ``minimumCalls`` calls were
-made and at least ``failureThreshold`` of them failed, a failure rate of
-``failureRateThreshold`` percent or more opens it. A provider that fails 30 % of calls under
-load is degraded, not down: its breaker stays closed and retries get most requests an answer,
-where a count ("5 failures in 60 s") would open it within moments for everyone. Open, requests
-go straight to the next model (or the rule-based fallback); after ``recoveryTimeoutSeconds`` it
-lets ``halfOpenMaxProbes`` probes through; a successful probe closes it (with a fresh window),
-a failed one opens it again.
+load on a struggling provider. After ``failureThreshold`` failures within ``windowSeconds`` the
+breaker opens and requests go straight to the next model (or the rule-based fallback); after
+``recoveryTimeoutSeconds`` it lets ``halfOpenMaxProbes`` probes through; a successful probe
+closes it, a failed one opens it again.
 
 Two layers:
 
@@ -23,11 +17,10 @@ Two layers:
   blocks a request on Redis; it tries Redis again every ``reconnect_interval`` seconds and goes
   back to the shared state as soon as Redis answers.
 
-Calls are counted when they are let through (the check before the call), failures when they
-are reported, so a success in the closed state needs no report and the happy path costs one
-round trip: the check before the call. Only probes report their success. Times are wall-clock
-milliseconds because they are compared across processes. Called by
-:mod:`pilothouse.runtime.fallback` around every LLM attempt.
+A success in the closed state changes nothing (failures are counted in a sliding window, not
+as a streak), so the happy path costs one round trip: the check before the call. Only probes
+report their success. Times are wall-clock milliseconds because they are compared across
+processes. Called by :mod:`pilothouse.runtime.fallback` around every LLM attempt.
 """
 
 from __future__ import annotations
@@ -52,14 +45,11 @@ __all__ = [
     "BreakerState",
     "CircuitBreakers",
     "State",
-    "failure_rate_reached",
     "transition",
 ]
 
 log = logging.getLogger(__name__)
 
-WINDOW_BUCKETS: Final = 10
-"""The sliding window is kept as this many buckets of (calls, failures), oldest dropped first."""
 KEY_TTL_MS: Final = 7 * 24 * 3600 * 1000
 """Idle breaker keys expire after this (garbage collection of agents that went away)."""
 DEFAULT_REDIS_TIMEOUT: Final = 0.25
@@ -83,22 +73,12 @@ class BreakerEvent(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
-    """:class:`config.CircuitBreakerConfig` in integers (milliseconds, basis points), so the
-    pure machine and the Lua script compute exactly the same thing."""
+    """:class:`config.CircuitBreakerConfig` in integer milliseconds."""
 
     failure_threshold: int
-    """Least failures in the window that may open the breaker."""
     window_ms: int
     recovery_ms: int
     half_open_max_probes: int
-    failure_rate_bp: int = 5000
-    """Failure rate that opens the breaker, in basis points (50 % = 5000)."""
-    minimum_calls: int = 1
-    """Least calls in the window before the rate counts."""
-
-    @property
-    def bucket_ms(self) -> int:
-        return max(1, self.window_ms // WINDOW_BUCKETS)
 
     @classmethod
     def from_config(cls, cfg: config.CircuitBreakerConfig) -> BreakerSettings:
@@ -107,8 +87,6 @@ class BreakerSettings:
             window_ms=round(cfg.window_seconds * 1000),
             recovery_ms=round(cfg.recovery_timeout_seconds * 1000),
             half_open_max_probes=cfg.half_open_max_probes,
-            failure_rate_bp=round(cfg.failure_rate_threshold * 100),
-            minimum_calls=cfg.minimum_calls,
         )
 
 
@@ -117,8 +95,8 @@ class BreakerState:
     """One breaker's state. Times are wall-clock milliseconds."""
 
     state: State = State.CLOSED
-    window: tuple[tuple[int, int, int], ...] = ()
-    """While closed, the sliding window: (bucket start, calls, failures), oldest first."""
+    failures: tuple[int, ...] = ()
+    """Times of the failures counted in the current window (fewer than the threshold)."""
     opened_at: int = 0
     probes: int = 0
     """Probes let through in the current half-open period."""
@@ -143,9 +121,6 @@ class BreakerDecision:
     retry_in_ms: int = 0
     """When not allowed: time until a probe may go out."""
     failures: int = 0
-    """Failures in the window (closed)."""
-    calls: int = 0
-    """Calls in the window (closed)."""
 
     @property
     def changed(self) -> bool:
@@ -156,34 +131,6 @@ def _opened(now_ms: int) -> BreakerState:
     return BreakerState(state=State.OPEN, opened_at=now_ms)
 
 
-def _counted(
-    window: tuple[tuple[int, int, int], ...],
-    now_ms: int,
-    settings: BreakerSettings,
-    calls: int,
-    failures: int,
-) -> tuple[tuple[int, int, int], ...]:
-    """The window slid to ``now_ms`` (buckets older than the window dropped), with ``calls``
-    and ``failures`` added to the bucket of ``now_ms`` (the last one, or a new one)."""
-    kept = tuple(b for b in window if now_ms - b[0] < settings.window_ms)
-    start = now_ms - now_ms % settings.bucket_ms
-    if kept and kept[-1][0] == start:
-        _, c, f = kept[-1]
-        return (*kept[:-1], (start, c + calls, f + failures))
-    return (*kept, (start, calls, failures))
-
-
-def failure_rate_reached(calls: int, failures: int, settings: BreakerSettings) -> bool:
-    """Whether a window with these totals opens the breaker (a failure is a call, even when the
-    call was let through before the window)."""
-    calls = max(calls, failures)
-    return (
-        calls >= settings.minimum_calls
-        and failures >= settings.failure_threshold
-        and failures * 10_000 >= settings.failure_rate_bp * calls
-    )
-
-
 def transition(
     current: BreakerState, event: BreakerEvent, now_ms: int, settings: BreakerSettings
 ) -> tuple[BreakerState, BreakerDecision]:
@@ -191,9 +138,7 @@ def transition(
     s = current
     allowed, probe, retry_in = True, False, 0
     if event is BreakerEvent.ACQUIRE:
-        if s.state is State.CLOSED:
-            s = replace(s, window=_counted(s.window, now_ms, settings, 1, 0))
-        elif s.state is State.OPEN:
+        if s.state is State.OPEN:
             if now_ms >= s.opened_at + settings.recovery_ms:
                 s = replace(s, state=State.HALF_OPEN, probes=1, probe_since=now_ms)
                 probe = True
@@ -210,10 +155,12 @@ def transition(
                 allowed, retry_in = False, s.probe_since + settings.recovery_ms - now_ms
     elif event is BreakerEvent.FAILURE:
         if s.state is State.CLOSED:
-            window = _counted(s.window, now_ms, settings, 0, 1)
-            calls, failures = sum(b[1] for b in window), sum(b[2] for b in window)
-            opens = failure_rate_reached(calls, failures, settings)
-            s = _opened(now_ms) if opens else replace(s, window=window)
+            kept = (*(t for t in s.failures if now_ms - t < settings.window_ms), now_ms)
+            s = (
+                _opened(now_ms)
+                if len(kept) >= settings.failure_threshold
+                else replace(s, failures=kept)
+            )
         elif s.state is State.HALF_OPEN:
             s = _opened(now_ms)
     elif event is BreakerEvent.SUCCESS and s.state is State.HALF_OPEN:
@@ -224,8 +171,7 @@ def transition(
         allowed=allowed,
         probe=probe,
         retry_in_ms=retry_in,
-        failures=sum(b[2] for b in s.window),
-        calls=sum(b[1] for b in s.window),
+        failures=len(s.failures),
     )
     return s, decision
 
@@ -267,9 +213,6 @@ class CircuitBreakers:
             self.settings.recovery_ms,
             self.settings.half_open_max_probes,
             max(KEY_TTL_MS, 2 * (self.settings.window_ms + self.settings.recovery_ms)),
-            self.settings.failure_rate_bp,
-            self.settings.minimum_calls,
-            self.settings.bucket_ms,
         )
         self._prefix = f"{key_prefix}:breaker:{namespace}/{agent}:"
         self.agent = agent
@@ -366,7 +309,6 @@ class CircuitBreakers:
             previous=State(_text(raw[3])),
             retry_in_ms=int(raw[4]),
             failures=int(raw[5]),
-            calls=int(raw[6]),
         )
 
     def _observe(self, model_key: str, decision: BreakerDecision) -> None:
@@ -389,11 +331,10 @@ class CircuitBreakers:
 def _parse_hash(raw: list[Any]) -> BreakerState:
     if raw[0] is None:
         return CLOSED
-    buckets = [b.split(":") for b in _text(raw[1] or "").split()]
-    window = tuple((int(b[0]), int(b[1]), int(b[2])) for b in buckets if len(b) == 3)
+    failures = tuple(int(t) for t in _text(raw[1] or "").split())
     return BreakerState(
         state=State(_text(raw[0])),
-        window=window,
+        failures=failures,
         opened_at=int(raw[2] or 0),
         probes=int(raw[3] or 0),
         probe_since=int(raw[4] or 0),

@@ -261,21 +261,12 @@ class RetryConfig(_Model):
 
 
 class CircuitBreakerConfig(_Model):
-    """The circuit breaker per (agent, model endpoint), shared by all replicas through Redis.
+    """The circuit breaker per (agent, model endpoint), shared by all replicas through Redis."""
 
-    It opens on a failure rate over a sliding window (as resilience4j does): once the last
-    ``windowSeconds`` hold at least ``minimumCalls`` calls and ``failureThreshold`` failures, a
-    failure rate of ``failureRateThreshold`` percent or more opens it."""
-
-    failure_rate_threshold: float = Field(default=50.0, gt=0, le=100)
-    """Failure rate, in percent of the calls in the window, that opens the breaker."""
-    minimum_calls: int = Field(default=20, ge=1)
-    """Calls the window must hold before its failure rate counts (a few unlucky calls of a
-    quiet agent do not open it)."""
     failure_threshold: int = Field(default=5, ge=1)
-    """Failures the window must hold, at least, before the breaker may open."""
+    """Failures within ``windowSeconds`` that open the breaker."""
     window_seconds: float = Field(default=60.0, gt=0)
-    """Sliding window in which calls and failures are counted."""
+    """Window in which failures are counted."""
     recovery_timeout_seconds: float = Field(default=60.0, gt=0)
     """Time an open breaker waits before letting probes through (half-open)."""
     half_open_max_probes: int = Field(default=1, ge=1)

@@ -9,7 +9,6 @@ Redis is ``q`` + JSON while queued and ``d`` + the result JSON once answered
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ __all__ = [
     "Delivery",
     "Envelope",
     "RequestState",
-    "body_hash",
     "decode_audit",
     "decode_envelope",
     "delivery_of",
@@ -110,23 +108,6 @@ class Completion:
     audit: bytes = b""
     """The request, result and decision records (:func:`encode_audit`), kept with the answer
     until the entry is acknowledged."""
-
-
-_NOT_THE_BODY: Final = frozenset({"request_id", "approved_escalation", "caller"})
-"""Fields of a request that are not part of what the caller asked (the id names the request;
-an approval and the authenticated caller are the runtime's: who may read another caller's
-request is the API's decision, not a conflict of bodies)."""
-
-
-def body_hash(request: requests.AgentRequest) -> str:
-    """``sha256:`` + the hex SHA-256 of what the caller asked (every field but the id).
-
-    Stored with the request when it is accepted, so that a request id sent again with the same
-    body is an idempotent retry and with another body a conflict. Canonical: keys sorted,
-    defaults included, so the same request hashes the same whatever the order of its fields.
-    """
-    doc = request.model_dump(mode="json", exclude=set(_NOT_THE_BODY))
-    return "sha256:" + hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 _DECISIONS: Final = TypeAdapter(list[records.AgentDecision])

@@ -28,7 +28,6 @@ __all__ = [
     "AUDIT_BATCH_DURATION",
     "AUDIT_RECORDS",
     "AUDIT_SPOOLED",
-    "AUDIT_STRANDED",
     "BREAKER_DEGRADED",
     "BREAKER_STATE",
     "BREAKER_STATE_VALUES",
@@ -124,11 +123,6 @@ AUDIT_RECORDS: Final = Counter(
     "duplicate (already stored; dropped).",
     ["outcome"],
 )
-AUDIT_STRANDED: Final = Counter(
-    "pilothouse_audit_records_stranded_total",
-    "Audit records that existed only in this process's local spool when it stopped (lost "
-    "unless the spool folder is kept for the next start).",
-)
 AUDIT_SPOOLED: Final = Gauge(
     "pilothouse_audit_spooled_records",
     "Audit records waiting in the local spool to be replayed into PostgreSQL.",
@@ -176,17 +170,6 @@ QUEUE_BACKLOG: Final = Gauge(
     "pilothouse_queue_backlog",
     "Entries of the agent's stream not yet acknowledged (waiting or being processed), as last "
     "seen by this process.",
-    ["agent"],
-)
-RESUMED_STEPS: Final = Counter(
-    "pilothouse_resumed_steps_total",
-    "Completed steps a redelivered request did not repeat: it continued from its checkpoint.",
-    ["agent"],
-)
-QUEUE_DURABLE: Final = Gauge(
-    "pilothouse_queue_durable",
-    "1 when the queue's Redis keeps accepted work across a restart (AOF on), 0 when a restart "
-    "would lose it (see the warning on /readyz and in the log), as checked at start.",
     ["agent"],
 )
 QUEUE_REJECTED: Final = Counter(

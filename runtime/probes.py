@@ -5,15 +5,12 @@ stamps the time every second and ``/healthz`` fails when the stamp is stale (a l
 blocking call, a heartbeat that died). Readiness says whether the pod can do its job right now:
 not draining (SIGTERM turns readiness off first), and every check passes (Redis reachable,
 the worker pool's loops running). Checks are cached briefly so a probe storm costs one Redis
-round trip per interval. Warnings (Redis that would lose accepted work on a restart) are
-reported beside the checks without failing readiness. Used by :mod:`pilothouse.runtime.api`
-and wired by ``serving``.
+round trip per interval. Used by :mod:`pilothouse.runtime.api` and wired by ``serving``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -38,8 +35,6 @@ class Readiness:
     ready: bool
     reasons: Mapping[str, str]
     """Failed checks by name (``draining`` while shutting down)."""
-    warnings: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    """What does not stop the pod from serving but an operator should fix (by name)."""
 
 
 class Health:
@@ -57,19 +52,10 @@ class Health:
         self._lag = 0.0
         self._draining = False
         self._cached: tuple[float, Readiness] | None = None
-        self._warnings: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
 
     def add_check(self, name: str, check: Check) -> None:
         self._checks[name] = check
-        self._cached = None
-
-    def warn(self, name: str, message: str | None) -> None:
-        """Set (or with None clear) a warning that readiness reports without failing."""
-        if message is None:
-            self._warnings.pop(name, None)
-        else:
-            self._warnings[name] = message
         self._cached = None
 
     # -------------------------------------------------------------------------- liveness
@@ -117,8 +103,7 @@ class Health:
 
     async def readiness(self) -> Readiness:
         if self._draining:
-            draining = {"draining": "the process is shutting down"}
-            return Readiness(False, draining, dict(self._warnings))
+            return Readiness(False, {"draining": "the process is shutting down"})
         now = self._clock()
         if self._cached is not None and now - self._cached[0] < CHECK_CACHE_SECONDS:
             return self._cached[1]
@@ -127,7 +112,7 @@ class Health:
             *(self._run_check(self._checks[n]) for n in names), return_exceptions=False
         )
         reasons = {n: why for n, why in zip(names, outcomes, strict=True) if why is not None}
-        result = Readiness(not reasons, reasons, dict(self._warnings))
+        result = Readiness(not reasons, reasons)
         self._cached = (now, result)
         return result
 

@@ -7,9 +7,8 @@ answers, acknowledges and dead-letters entries; the operator's autoscaler import
 
 How it stays exact and cheap (each numbered step is one round trip, done by a Lua script):
 
-1. Enqueue checks the request id (a request already known is never queued twice; the same id
-   with another body, told by the hash kept under ``...:request:{id}:body``, is a conflict),
-   the backlog bound, then XADDs and records the request as ``queued``. The bound is exact because
+1. Enqueue checks the request id (a request already known is never queued twice), the backlog
+   bound, then XADDs and records the request as ``queued``. The bound is exact because
    acknowledged entries are deleted: ``XLEN`` *is* the backlog (not yet delivered plus delivered
    but unacknowledged), for Redis 6.2 and 7 alike. Nothing is trimmed: a full queue answers
    :class:`QueueFull`, it never drops accepted work.
@@ -17,10 +16,7 @@ How it stays exact and cheap (each numbered step is one round trip, done by a Lu
    not set yet (SET NX), store the result (``state key``, TTL ``resultTtlSeconds``), keep the
    audit records under the entry's answer key, and PUBLISH the result to the reply channel of
    the API process that waits for it. Only the first answer of an entry writes: a request is
-   answered once, and adds it to the ledger of answered requests (:func:`answered_key`). The
-   same script deletes the request's step checkpoint
-   (:mod:`pilothouse.runtime.checkpoints`), which the agent loop stored after every step. Once the
-   audit records are durable, :meth:`WorkQueue.finish` acknowledges
+   answered once. Once the audit records are durable, :meth:`WorkQueue.finish` acknowledges
    (XACK, XDEL, answer key deleted), again for a batch.
 3. Entries idle past the visibility timeout (their pod died) are claimed with XAUTOCLAIM, with
    their delivery counts; past ``maxDeliveries`` they go to the dead-letter stream with the
@@ -50,19 +46,11 @@ __all__ = [
     "QueueError",
     "QueueFull",
     "QueueUnavailable",
-    "RequestConflict",
     "WorkQueue",
-    "answered_key",
-    "answered_requests",
     "backlog",
-    "body_key",
-    "checkpoint_key",
     "dead_letter_key",
-    "durability_warning",
-    "epoch_key",
     "key_base",
     "now",
-    "persistence_warning",
     "read_state",
     "reply_channel",
     "state_key",
@@ -73,8 +61,6 @@ log = logging.getLogger(__name__)
 
 GROUP: Final = "workers"
 """The consumer group every worker of an agent reads with."""
-ANSWERED_LEDGER_MAXLEN: Final = 100_000
-"""Approximate bound of the ledger of answered requests (the newest are kept)."""
 DEAD_LETTER_MAXLEN: Final = 10_000
 """Approximate bound of the dead-letter stream (oldest dead letters are trimmed first)."""
 
@@ -121,58 +107,6 @@ def state_key(cfg: config.RuntimeConfig, request_id: str) -> str:
     return f"{key_base(cfg)}:request:{request_id}"
 
 
-def answered_key(cfg: config.RuntimeConfig) -> str:
-    """The ledger of answered requests, ``{keyPrefix}:{namespace}:{agent}:answered``: a stream
-    of (request id, entry id), one per answer a worker stored, the newest
-    :data:`ANSWERED_LEDGER_MAXLEN` kept; ``pilothouse audit verify`` checks the audit trail
-    against it."""
-    return f"{key_base(cfg)}:answered"
-
-
-async def answered_requests(
-    redis: aioredis.Redis, cfg: config.RuntimeConfig, *, settled_before: float
-) -> tuple[list[str], int]:
-    """From the ledger, the request ids answered before ``settled_before`` (epoch seconds) whose
-    entries are acknowledged (their audit records are handed off), and how many newer or still
-    pending entries were left out (their records may still be on their way)."""
-    stream = stream_key(cfg)
-    until = int(settled_before * 1000)
-    settled: list[str] = []
-    skipped = 0
-    with _queue_errors("reading the ledger of answered requests"):
-        entries = await redis.xrange(answered_key(cfg), min="-", max=f"{until}") or []
-        total = await redis.xlen(answered_key(cfg))
-        skipped = total - len(entries)
-        for i in range(0, len(entries), 500):
-            chunk = entries[i : i + 500]
-            fields = [envelopes.fields_of(f) for _, f in chunk]
-            async with redis.pipeline(transaction=False) as pipe:
-                for f in fields:
-                    pipe.exists(f"{stream}:answered:{envelopes.to_str(f.get(b'e', b''))}")
-                pending = await pipe.execute()
-            for f, still in zip(fields, pending, strict=True):
-                if still:
-                    skipped += 1
-                else:
-                    settled.append(envelopes.to_str(f.get(b"r", b"")))
-    return settled, skipped
-
-
-def body_key(cfg: config.RuntimeConfig, request_id: str) -> str:
-    """The hash of what a request asked (:func:`envelopes.body_hash`), kept with its state."""
-    return f"{key_base(cfg)}:request:{request_id}:body"
-
-
-def epoch_key(cfg: config.RuntimeConfig) -> str:
-    """A marker the runtime sets once (no expiry): when it is gone, Redis lost its data."""
-    return f"{key_base(cfg)}:epoch"
-
-
-def checkpoint_key(cfg: config.RuntimeConfig, request_id: str) -> str:
-    """A request's step checkpoint (:mod:`pilothouse.runtime.checkpoints`), until answered."""
-    return f"{key_base(cfg)}:request:{request_id}:steps"
-
-
 def reply_channel(cfg: config.RuntimeConfig, instance: str) -> str:
     """The pub/sub channel on which one API process hears about the results it waits for."""
     return f"{key_base(cfg)}:results:{instance}"
@@ -199,55 +133,6 @@ async def backlog(redis: aioredis.Redis, cfg: config.RuntimeConfig) -> int:
     return n
 
 
-def durability_warning(
-    *, appendonly: str | None, appendfsync: str | None, save: str | None
-) -> str | None:
-    """Whether accepted work survives a Redis restart, from its persistence settings (pure).
-
-    None when it does (AOF on, fsynced always or every second: at most about a second of
-    writes at risk); otherwise why not, in words an operator acts on. A setting Redis would not
-    tell (``CONFIG`` renamed away, as some managed services do) is None and never warned of.
-    """
-    if appendonly is None:
-        return None
-    if appendonly == "yes":
-        if appendfsync == "no":
-            return (
-                "Redis appends to its AOF but leaves fsync to the OS (appendfsync no): work "
-                "accepted in the last ~30 s may be lost if the host fails; set appendfsync "
-                "everysec"
-            )
-        return None
-    if save:
-        return (
-            f"Redis keeps only RDB snapshots (save {save!r}, appendonly no): work accepted "
-            "since the last snapshot is lost if Redis restarts; set appendonly yes"
-        )
-    return (
-        "Redis keeps no data on disk (appendonly no, save ''): every queued request and stored "
-        "result is lost if Redis restarts; set appendonly yes"
-    )
-
-
-async def persistence_warning(redis: aioredis.Redis) -> str | None:
-    """Ask Redis for its persistence settings and say whether accepted work would be lost on a
-    restart (:func:`durability_warning`); None also when Redis will not say."""
-    settings: dict[str, str] = {}
-    with _queue_errors("reading the persistence settings"):
-        for name in ("appendonly", "appendfsync", "save"):
-            try:
-                reply = await redis.config_get(name)
-            except redis_errors.ResponseError:  # CONFIG renamed or refused: cannot tell
-                return None
-            for k, v in reply.items():
-                settings[envelopes.to_str(k)] = envelopes.to_str(v)
-    return durability_warning(
-        appendonly=settings.get("appendonly"),
-        appendfsync=settings.get("appendfsync"),
-        save=settings.get("save"),
-    )
-
-
 # ------------------------------------------------------------------------------------ errors
 
 
@@ -259,20 +144,6 @@ class QueueFull(errors.RuntimeFailure):
         self.backlog = backlog
         self.limit = limit
         self.retry_after = retry_after
-
-
-class RequestConflict(errors.UsageError):
-    """A request id already accepted with another body: nothing was queued (HTTP 409)."""
-
-    def __init__(self, request_id: str, stored_hash: str, sent_hash: str) -> None:
-        super().__init__(
-            f"request id {request_id} was already used for a request with another body "
-            f"(stored {stored_hash}, this one {sent_hash}); send a new request id for a new "
-            "request, or the identical body to retry"
-        )
-        self.request_id = request_id
-        self.stored_hash = stored_hash
-        self.sent_hash = sent_hash
 
 
 class QueueUnavailable(errors.DependencyUnavailable):
@@ -325,7 +196,6 @@ class WorkQueue:
         self._reclaim = redis.register_script(_script("reclaim"))
         self._renew = redis.register_script(_script("renew"))
         self._release_mine = redis.register_script(_script("release_mine"))
-        self._marked = False
 
     # ------------------------------------------------------------------------ producers
 
@@ -344,27 +214,21 @@ class WorkQueue:
         """Add a request to the stream, or say what is already known about its id.
 
         Returns :class:`Accepted`, or the :class:`RequestState` of a request id that is already
-        queued or answered with the same body (nothing is added then: an idempotent retry).
-        Raises :class:`RequestConflict` when the id was accepted with another body. A request
-        with ``approved_escalation`` set resumes: it is added only while its stored answer is
-        still that escalation (so resuming twice runs it once), and the bound does not apply
-        (that work was accepted before).
+        queued or answered (nothing is added then). A request with ``approved_escalation`` set
+        resumes: it is added only while its stored answer is still that escalation (so resuming
+        twice runs it once), and the bound does not apply (that work was accepted before).
         Raises :class:`QueueFull` at the bound, :class:`QueueUnavailable` without Redis.
         """
         rid = envelope.request.request_id
         resumes = envelope.request.approved_escalation or ""
         state = envelopes.QUEUED + orjson.dumps({"at": envelope.accepted_at})
         bound = 0 if resumes else self._max_backlog
-        digest = envelopes.body_hash(envelope.request)
-        args: list[Any] = [bound, state, self._ttl, resumes, digest]
+        args: list[Any] = [bound, state, self._ttl, resumes]
         for k, v in envelopes.encode_envelope(envelope).items():
             args += (k, v)
-        keys = [self.stream, state_key(self.cfg, rid), body_key(self.cfg, rid)]
         with _queue_errors("enqueueing"):
-            reply = await self._enqueue(keys=keys, args=args)
+            reply = await self._enqueue(keys=[self.stream, state_key(self.cfg, rid)], args=args)
         kind = envelopes.to_str(reply[0])
-        if kind == "conflict":
-            raise RequestConflict(rid, envelopes.to_str(reply[1]), digest)
         if kind == "ok":
             return envelopes.Accepted(envelopes.to_str(reply[1]), int(reply[2]))
         if kind == "full":
@@ -384,7 +248,7 @@ class WorkQueue:
         not in the stream); False when the request moved on meanwhile (nothing written)."""
         with _queue_errors("storing a result"):
             written = await self._answer_escalated(
-                keys=[state_key(self.cfg, request_id), body_key(self.cfg, request_id)],
+                keys=[state_key(self.cfg, request_id)],
                 args=[escalation_id, envelopes.DONE + result_json, self._ttl],
             )
         return int(written) == 1
@@ -466,15 +330,10 @@ class WorkQueue:
         """
         if not items:
             return []
-        keys: list[str] = [self.stream, answered_key(self.cfg)]
-        args: list[Any] = [GROUP, self._ttl, ANSWERED_LEDGER_MAXLEN]
+        keys: list[str] = [self.stream]
+        args: list[Any] = [GROUP, self._ttl]
         for item in items:
-            keys += (
-                state_key(self.cfg, item.request_id),
-                self._answer_key(item.entry_id),
-                body_key(self.cfg, item.request_id),
-                checkpoint_key(self.cfg, item.request_id),
-            )
+            keys += (state_key(self.cfg, item.request_id), self._answer_key(item.entry_id))
             args += (
                 item.entry_id,
                 item.request_id,
@@ -493,42 +352,6 @@ class WorkQueue:
         keys = [self.stream, self._errors, *(self._answer_key(e) for e in entry_ids)]
         with _queue_errors("acknowledging entries"):
             await self._finish(keys=keys, args=[GROUP, *entry_ids])
-
-    async def save_checkpoint(self, request_id: str, data: bytes) -> None:
-        """Keep a request's step checkpoint (deleted when the request is answered)."""
-        with _queue_errors("storing a step checkpoint"):
-            await self.redis.set(checkpoint_key(self.cfg, request_id), data, ex=self._ttl)
-
-    async def load_checkpoint(self, request_id: str) -> bytes | None:
-        """The step checkpoint an earlier delivery of the request left, if any."""
-        with _queue_errors("reading a step checkpoint"):
-            raw = await self.redis.get(checkpoint_key(self.cfg, request_id))
-        return None if raw is None else envelopes.to_bytes(raw)
-
-    async def mark_epoch(self) -> None:
-        """Set the agent's epoch marker if it is missing (at start, and after a loss)."""
-        with _queue_errors("marking the epoch"):
-            await self.redis.set(epoch_key(self.cfg), orjson.dumps({"since": now()}), nx=True)
-        self._marked = True
-
-    async def data_lost_at(self) -> float | None:
-        """When Redis was found to have lost this agent's data (restarted without persistence),
-        or None. Tells only once this process set the marker: a marker it saw and that is gone
-        means the data went with it; the finding is recorded for every replica."""
-        key = epoch_key(self.cfg)
-        with _queue_errors("reading the epoch"):
-            raw = await self.redis.get(key)
-            if raw is None:
-                if not self._marked:
-                    return None
-                found = orjson.dumps({"since": now(), "lost_at": now()})
-                await self.redis.set(key, found, nx=True)
-                raw = await self.redis.get(key)
-        try:
-            lost = orjson.loads(raw or b"{}").get("lost_at")
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-        return float(lost) if isinstance(lost, int | float) else None
 
     async def answered_audit(self, entry_id: str) -> bytes | None:
         """The audit payload stored when this entry was answered, if it was."""
@@ -552,8 +375,6 @@ class WorkQueue:
             self._errors,
             state_key(self.cfg, rid or "_"),
             self._answer_key(delivery.entry_id),
-            body_key(self.cfg, rid or "_"),
-            checkpoint_key(self.cfg, rid or "_"),
         ]
         args: list[Any] = [
             GROUP,

@@ -9,10 +9,7 @@ An invalid config stops the start with a message naming the field, exit code 2 (
 SIGTERM (or SIGINT) drains: ``/readyz`` turns 503 at once, the worker pool stops taking work and
 gives in-flight work ``workers.shutdownGraceSeconds`` to finish (what does not finish is given
 back, unacknowledged, for another replica), then the HTTP server stops accepting connections,
-lets open ones finish, and the process exits 0 — or :data:`EXIT_AUDIT_STRANDED` when audit
-records that exist nowhere else were left in the local spool (PostgreSQL unreachable until the
-end). Answered entries whose records wait for PostgreSQL are handed off: their copies stay in
-Redis for another replica. A second signal exits at once.
+lets open ones finish, and the process exits 0. A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -34,8 +31,6 @@ __all__ = ["configure_parser", "run"]
 
 log = logging.getLogger(__name__)
 
-EXIT_AUDIT_STRANDED: Final = 3
-"""Exit code of a process that stopped holding audit records that exist only in its spool."""
 GC_YOUNG_THRESHOLD: Final = 10_000
 """Allocations between two young-generation collections (Python's default is 700)."""
 
@@ -141,15 +136,9 @@ async def serve(cfg: config.RuntimeConfig, role: serving.Role) -> int:
         await runtime.drain()
         server.should_exit = True
         await serving_task
+        return 0
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runtime.close()
         log.info("stopped")
-    if runtime.stranded_audit_records:
-        log.error(
-            "stopped with %d audit record(s) that exist only in the local spool",
-            runtime.stranded_audit_records,
-        )
-        return EXIT_AUDIT_STRANDED
-    return 0

@@ -120,14 +120,6 @@ class _NullSink:
     ) -> None:
         return None
 
-    async def hand_over(
-        self,
-        request: requests.AgentRequest,
-        result: requests.AgentResult,
-        decisions: Sequence[records.AgentDecision] = (),
-    ) -> asyncio.Future[None] | None:
-        return None
-
 
 class _AgentProcessor:
     """Runs a request through the agent loop; parks escalations, resumes approved ones."""
@@ -142,11 +134,11 @@ class _AgentProcessor:
         self.engine = policy_engine
         self.service = service
 
-    async def __call__(self, request: requests.AgentRequest, deliveries: int) -> workers.Processed:
+    async def __call__(self, request: requests.AgentRequest) -> workers.Processed:
         resume = None
         if request.approved_escalation and self.service is not None:
             resume = await self.service.get_snapshot(request.approved_escalation)
-        outcome = await self.agent.handle(request, resume=resume, redelivered=deliveries > 1)
+        outcome = await self.agent.handle(request, resume=resume)
         if outcome.pending is not None and self.service is not None:
             timeout = self.engine.escalation_timeout(outcome.pending.policy)
             await self.service.park(outcome.pending, request, timeout_seconds=timeout)
@@ -176,12 +168,6 @@ class Runtime:
     authenticator: identities.Authenticator = identities.NO_AUTHENTICATION
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _started: list[str] = field(default_factory=list)
-    _reported_loss: float | None = None
-
-    @property
-    def stranded_audit_records(self) -> int:
-        """Audit records that existed only in the local spool when the writer closed."""
-        return self.writer.stranded if self.writer is not None else 0
 
     async def start(self) -> None:
         """Connect what must be connected and start the background work of this role."""
@@ -195,8 +181,6 @@ class Runtime:
             self._started.append("writer")
         try:
             await self.work_queue.ensure_group()
-            await self.work_queue.mark_epoch()
-            await self._check_durability()
         except (queue.QueueUnavailable, queue.QueueError) as e:  # the loops retry meanwhile
             log.warning("Redis unreachable at start: %s", e)
         if self.waiter is not None:
@@ -227,27 +211,11 @@ class Runtime:
         assert self.agent is not None
         await modelchecks.check_models(self.agent.chain.client, self.cfg.agent, self.cfg.models)
 
-    async def _check_durability(self) -> None:
-        """Warn (log, metric, readiness) when Redis would lose accepted work on a restart."""
-        warning = await queue.persistence_warning(self.redis)
-        metrics.QUEUE_DURABLE.labels(agent=self.cfg.agent).set(0 if warning else 1)
-        self.health.warn("redis_persistence", warning)
-        if warning:
-            log.warning("accepted work would not survive a Redis restart: %s", warning)
-
     async def _watch_backlog(self) -> None:
         gauge = metrics.QUEUE_BACKLOG.labels(agent=self.cfg.agent)
         while True:
             with contextlib.suppress(queue.QueueUnavailable, queue.QueueError):
                 gauge.set(await self.work_queue.backlog())
-                lost = await self.work_queue.data_lost_at()
-                if lost is not None and lost != self._reported_loss:
-                    self._reported_loss = lost
-                    log.error(
-                        "Redis lost this agent's data (restarted without persistence): work "
-                        "accepted before it and not answered is lost"
-                    )
-                await self.work_queue.mark_epoch()
             await asyncio.sleep(BACKLOG_INTERVAL_SECONDS)
 
     async def drain(self, grace: float | None = None) -> int:
@@ -384,13 +352,7 @@ async def build_runtime(
         http_client = pooled_http_client(cfg.workers.concurrency)
         # A cancelled request is refused before its next action, whatever the policies say.
         hook = cancellations.CancellableHook(policy_engine, cancellations.Cancellations(redis, cfg))
-        agent = agent_loop.build_agent(
-            cfg,
-            redis=redis,
-            policy_hook=hook,
-            http_client=http_client,
-            checkpoint_store=work_queue,
-        )
+        agent = agent_loop.build_agent(cfg, redis=redis, policy_hook=hook, http_client=http_client)
         pool = workers.WorkerPool(
             work_queue, _AgentProcessor(agent, policy_engine, service), sink, cfg
         )

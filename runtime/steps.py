@@ -18,7 +18,6 @@ import orjson
 from opentelemetry import trace
 
 from pilothouse.runtime import (
-    checkpoints,
     config,
     errors,
     fallback,
@@ -67,8 +66,6 @@ class Run:
         self.began = clock.monotonic()
         self.trace_id = _trace_id()
         self.decisions: list[records.AgentDecision] = []
-        self._records: list[dict[str, Any]] = []
-        """The decision records as plain data, for checkpoints (each is dumped once)."""
         self.step = 0
         self.messages: list[dict[str, Any]] = []
         self.turn_start = 0
@@ -191,30 +188,28 @@ class Run:
         at: float | None = None,
     ) -> records.AgentDecision:
         # Every field is set here with the right type: skip pydantic's validation (hot path).
-        fields: dict[str, Any] = {
-            "request_id": self.request.request_id,
-            "agent_id": self.cfg.agent,
-            "step": self.step,
-            "action": action,
-            "input": input,
-            "reasoning": reasoning,
-            "action_params": params or {},
-            "result": result,
-            "error": error,
-            "outcome": outcome,
-            "policy": policy,
-            "latency_ms": latency_s * 1000,
-            "cost_usd": cost_usd,
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "model": model,
-            "trace_id": self.trace_id,
-            "timestamp": datetime.fromtimestamp(self.clock.time() if at is None else at, UTC),
-        }
-        decision = records.AgentDecision.model_construct(**fields)
+        decision = records.AgentDecision.model_construct(
+            request_id=self.request.request_id,
+            agent_id=self.cfg.agent,
+            step=self.step,
+            action=action,
+            input=input,
+            reasoning=reasoning,
+            action_params=params or {},
+            result=result,
+            error=error,
+            outcome=outcome,
+            policy=policy,
+            latency_ms=latency_s * 1000,
+            cost_usd=cost_usd,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            model=model,
+            trace_id=self.trace_id,
+            timestamp=datetime.fromtimestamp(self.clock.time() if at is None else at, UTC),
+        )
         self.step += 1
         self.decisions.append(decision)
-        self._records.append(fields)
         metrics.DECISIONS.labels(self.cfg.agent, action, outcome).inc()
         return decision
 
@@ -300,7 +295,6 @@ class Run:
         started: float,
         *,
         arguments: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
     ) -> None:
         """Tell the model what went wrong (it may correct itself) and record it."""
         self.tool_calls += 1
@@ -313,12 +307,7 @@ class Run:
             "tool_call",
             outcome="error",
             input=call.arguments,
-            params={
-                "tool": call.name,
-                "call_id": call.id,
-                "reason": error.reason,
-                **({"idempotency_key": idempotency_key} if idempotency_key else {}),
-            },
+            params={"tool": call.name, "call_id": call.id, "reason": error.reason},
             error=str(error),
             latency_s=self.clock.monotonic() - started,
         )
@@ -329,8 +318,6 @@ class Run:
         prepared: tools.PreparedCall,
         result: tools.ToolResult,
         started: float,
-        *,
-        idempotency_key: str,
     ) -> None:
         self.tool_calls += 1
         self._tool_message(call, result.to_message_content())
@@ -344,55 +331,11 @@ class Run:
         self.record(
             "tool_call",
             input=call.arguments,
-            params={"tool": call.name, "call_id": call.id, "idempotency_key": idempotency_key},
+            params={"tool": call.name, "call_id": call.id},
             result=result.value,
             error=problem,
             latency_s=self.clock.monotonic() - started,
         )
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def idempotency_key(self, call: llm.ToolCall) -> str:
-        """The tool call's ``Idempotency-Key``: the same on every delivery of the request."""
-        return checkpoints.idempotency_key(
-            self.request.request_id, self.cfg.agent, self.llm_steps, call.id
-        )
-
-    def checkpoint(self, calls: Sequence[llm.ToolCall], answer: str | None = None) -> bytes:
-        """The loop's state after a completed step: ``calls`` are the model's tool calls not run
-        yet, ``answer`` the model's final answer when that was the step."""
-        snapshot = {
-            "messages": self.messages,
-            "turn_start": self.turn_start,
-            "context": self.context,
-            "pending_tool_calls": [
-                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls
-            ],
-            "next_step": self.step,
-            "llm_steps": self.llm_steps,
-            "tool_calls": self.tool_calls,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost_usd": self.cost_usd,
-            "actions": [a.model_dump() for a in self.actions],
-            "model": self.model,
-            "fallback_used": self.fallback_used,
-            "fallback_reason": self.fallback_reason,
-        }
-        return checkpoints.encode(
-            snapshot,
-            self._records,
-            approved_escalation=self.request.approved_escalation,
-            answer=answer,
-        )
-
-    def resume_from(self, checkpoint: checkpoints.Checkpoint) -> None:
-        """Continue after the checkpoint's last completed step (its records kept, numbering
-        continued)."""
-        self.restore(checkpoint.snapshot)
-        self.decisions = list(checkpoint.decisions)
-        self._records = [d.model_dump() for d in checkpoint.decisions]
-        self.step = checkpoint.snapshot.next_step
 
     # ------------------------------------------------------------------ policy actions
 

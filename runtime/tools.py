@@ -4,9 +4,8 @@ Why: a model's tool call is untrusted input. Before anything goes out, :meth:`To
 checks that the tool exists and that the arguments are a JSON object valid against the tool's
 JSON Schema; the agent loop then asks the policy hook, and :meth:`Toolbox.execute` makes the
 HTTP call (GET sends the arguments as query parameters, other methods as a JSON body; static
-headers plus headers read from environment variables; an ``Idempotency-Key`` stable across
-redeliveries of the request; the tool's timeout cut to the request's time left). Every failure is a
-:class:`errors.ToolError` whose message is what the loop feeds
+headers plus headers read from environment variables; the tool's timeout cut to the request's
+time left). Every failure is a :class:`errors.ToolError` whose message is what the loop feeds
 back to the model as the tool result, so the model can correct itself.
 
 A JSON object response may carry a ``"context"`` object: its keys are merged into the session
@@ -195,13 +194,8 @@ class Toolbox:
             headers[header] = value
         return headers
 
-    async def execute(
-        self, call: PreparedCall, *, time_limit: float, idempotency_key: str | None = None
-    ) -> ToolResult:
-        """Make the HTTP call; raise :class:`errors.ToolCallFailed` on any failure.
-
-        ``idempotency_key`` is sent as the ``Idempotency-Key`` header: the same on every
-        delivery of a request, so a tool server can do a call made twice once."""
+    async def execute(self, call: PreparedCall, *, time_limit: float) -> ToolResult:
+        """Make the HTTP call; raise :class:`errors.ToolCallFailed` on any failure."""
         tool = call.tool
         with _tracer.start_as_current_span(
             f"execute_tool {tool.name}",
@@ -214,16 +208,12 @@ class Toolbox:
             },
         ) as span:
             try:
-                return await self._execute(
-                    call, min(time_limit, tool.timeout_seconds), idempotency_key
-                )
+                return await self._execute(call, min(time_limit, tool.timeout_seconds))
             except errors.ToolCallFailed:
                 span.set_attribute("error.type", "tool_error")
                 raise
 
-    async def _execute(
-        self, call: PreparedCall, time_limit: float, idempotency_key: str | None
-    ) -> ToolResult:
+    async def _execute(self, call: PreparedCall, time_limit: float) -> ToolResult:
         tool = call.tool
         if time_limit <= 0:
             raise errors.ToolCallFailed(f"{tool.name}: no time left for the call", tool=tool.name)
@@ -241,8 +231,6 @@ class Toolbox:
         )
         if tool.method != "GET":
             request.headers["content-type"] = "application/json"
-        if idempotency_key:
-            request.headers["idempotency-key"] = idempotency_key
         try:
             async with asyncio.timeout(time_limit):
                 response = await self._http.send(request, stream=True)

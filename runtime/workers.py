@@ -74,32 +74,19 @@ class Processed:
     decisions: Sequence[records.AgentDecision] = ()
 
 
-Processor = Callable[[requests.AgentRequest, int], Awaitable[Processed]]
-"""Runs one request through the agent (``serving`` builds it around the agent loop); the second
-argument is the delivery's number (past 1 an earlier delivery may have checkpointed steps)."""
+Processor = Callable[[requests.AgentRequest], Awaitable[Processed]]
+"""Runs one request through the agent (``serving`` builds it around the agent loop)."""
 
 
 class ResultSink(Protocol):
-    """Where a finished request is audited (the audit writer)."""
+    """Where a finished request is audited (the audit writer); durable when this returns."""
 
     async def submit_result(
         self,
         request: requests.AgentRequest,
         result: requests.AgentResult,
         decisions: Sequence[records.AgentDecision] = (),
-    ) -> None:
-        """Durable when this returns (in the audit store or a local buffer)."""
-        ...
-
-    async def hand_over(
-        self,
-        request: requests.AgentRequest,
-        result: requests.AgentResult,
-        decisions: Sequence[records.AgentDecision] = (),
-    ) -> asyncio.Future[None] | None:
-        """For records the queue keeps a copy of: None once they are in the audit store, or a
-        future done when they are (they wait in a local buffer meanwhile)."""
-        ...
+    ) -> None: ...
 
 
 class WorkerPool:
@@ -122,9 +109,6 @@ class WorkerPool:
         self._block_ms = read_block_ms
         self._visibility = cfg.workers.visibility_timeout_seconds
         self._running: dict[asyncio.Task[None], str] = {}
-        self._held: dict[asyncio.Task[None], str] = {}
-        """Answered entries whose audit records wait in the local spool for PostgreSQL: kept
-        (renewed, unacknowledged) until the records are in, without taking a slot."""
         self._answers: batching.Batcher[envelopes.Completion, int] = batching.Batcher(
             work_queue.answer, name="worker-answers"
         )
@@ -156,11 +140,6 @@ class WorkerPool:
     def inflight(self) -> int:
         """Requests being processed right now."""
         return len(self._running)
-
-    @property
-    def held(self) -> int:
-        """Answered entries held until their audit records reach PostgreSQL."""
-        return len(self._held)
 
     @property
     def draining(self) -> bool:
@@ -200,15 +179,6 @@ class WorkerPool:
             t.cancel()
         if pending:
             await asyncio.wait(pending)
-        if self._held:
-            log.warning(
-                "handing off %d answered entries whose audit records wait for PostgreSQL: "
-                "their copies in Redis stay for another replica",
-                len(self._held),
-            )
-            for t in self._held:
-                t.cancel()
-            await asyncio.wait(list(self._held))
         # Everything still pending here (unfinished, or delivered by a read cut short) goes
         # back at once, so another replica need not wait for the visibility timeout.
         given_back = 0
@@ -303,7 +273,7 @@ class WorkerPool:
         interval = max(0.05, self._visibility / 3)
         while True:
             await asyncio.sleep(interval)
-            ids = sorted(set(self._running.values()) | set(self._held.values()))
+            ids = sorted(set(self._running.values()))
             if not ids:
                 continue
             try:
@@ -366,13 +336,11 @@ class WorkerPool:
         finally:
             telemetry.REQUEST_ID.reset(token)
 
-    async def _run_with_deadline(
-        self, request: requests.AgentRequest, deliveries: int = 1
-    ) -> Processed:
+    async def _run_with_deadline(self, request: requests.AgentRequest) -> Processed:
         deadline = request.timeout_seconds or self._cfg.reliability.request_timeout_seconds
         try:
             async with asyncio.timeout(deadline + DEADLINE_GRACE_SECONDS):  # no extra task
-                return await self._process(request, deliveries)
+                return await self._process(request)
         except TimeoutError:
             log.error("the agent loop overran the request deadline of %.1fs", deadline)
             return _deadline_fallback(self._cfg, request, deadline)
@@ -387,7 +355,7 @@ class WorkerPool:
         request = env.request
         stored = await self._queue.answered_audit(d.entry_id) if d.deliveries > 1 else None
         if stored is None:
-            processed = await self._run_with_deadline(request, d.deliveries)
+            processed = await self._run_with_deadline(request)
             result = requests.attributed(processed.result, request)
             span.set_attribute("pilothouse.result.status", result.status.value)
             result_json = result.model_dump_json().encode()
@@ -411,31 +379,10 @@ class WorkerPool:
                     return
             else:
                 self._answered(env, result)
-                replayed = await self._sink.hand_over(request, result, processed.decisions)
+                await self._sink.submit_result(request, result, processed.decisions)
         if stored is not None:
-            replayed = await self._sink.hand_over(*envelopes.decode_audit(stored))
-        if replayed is None:
-            await self._retrying(self._finishes.submit, d.entry_id)
-        else:
-            self._hold(d.entry_id, replayed)
-
-    def _hold(self, entry_id: str, replayed: asyncio.Future[None]) -> None:
-        """Keep an answered entry (its answer key keeps the audit records in Redis), renewed
-        and unacknowledged, until the spool's replay wrote its records to PostgreSQL."""
-        task = asyncio.create_task(
-            self._acknowledge_when(replayed, entry_id), name=f"hold:{entry_id}"
-        )
-        self._held[task] = entry_id
-        task.add_done_callback(self._release_hold)
-
-    async def _acknowledge_when(self, replayed: asyncio.Future[None], entry_id: str) -> None:
-        await replayed
-        await self._retrying(self._finishes.submit, entry_id)
-
-    def _release_hold(self, task: asyncio.Task[None]) -> None:
-        self._held.pop(task, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("entry left pending for another replica: %s", task.exception())
+            await self._sink.submit_result(*envelopes.decode_audit(stored))
+        await self._retrying(self._finishes.submit, d.entry_id)
 
     def _answered(self, env: envelopes.Envelope, result: requests.AgentResult) -> None:
         status = result.status.value
@@ -496,16 +443,13 @@ class WorkerPool:
                 log.exception("cannot read the stored audit of the answered request %s", rid)
             else:
                 try:
-                    replayed = await self._sink.hand_over(*audit)
+                    await self._sink.submit_result(*audit)
                 except Exception as e:
                     # Dead-lettering would drop the stored audit payload: leave the entry
                     # pending, so the delivery after the visibility timeout audits it again.
                     log.error(
                         "cannot audit the answered request %s; the entry stays pending: %s", rid, e
                     )
-                    return
-                if replayed is not None:  # the answer stands; acknowledged once audited
-                    self._hold(d.entry_id, replayed)
                     return
         elif failed is not None and d.envelope is not None:
             decision = records.AgentDecision(

@@ -291,17 +291,6 @@ class AuditStore:
             )
         return [rows.request_from_record(r) for r in found]
 
-    async def audited_requests(self, agent: str, request_ids: Sequence[str]) -> set[str]:
-        """Those of ``request_ids`` that have a summary row of ``agent``."""
-        async with self._conn() as conn:
-            found = await conn.fetch(
-                "SELECT DISTINCT request_id FROM audit_requests "
-                "WHERE agent_id = $1 AND request_id = ANY($2::text[])",
-                agent,
-                list(request_ids),
-            )
-        return {r["request_id"] for r in found}
-
     # ------------------------------------------------------------------------ the chain
 
     async def chain_agents(self) -> list[str]:

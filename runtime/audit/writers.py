@@ -18,16 +18,6 @@ spool that cannot be written fails the submissions waiting on it (never leaves t
 When PostgreSQL is unreachable the writer switches to the spool; a replay task retries with
 exponential backoff, replays the spool (``(agent, request, step)`` uniqueness makes that
 idempotent: no loss, no duplicates) and switches back once it is empty.
-
-The spool is a buffer, not the durable copy: a pod's local disk goes with the pod. The worker
-hands a finished request over with :meth:`AuditWriter.hand_over` while Redis still keeps the
-request's audit payload; it gets back None (in PostgreSQL) or a future that is done once the
-spooled records have been replayed into PostgreSQL, and acknowledges the queue entry only then.
-A pod that stops meanwhile leaves the entry to another replica, which audits it from Redis.
-Records submitted with :meth:`submit_result` (no copy elsewhere) that are still in the spool
-when the writer closes are *stranded*: logged at error, counted in
-``pilothouse_audit_records_stranded_total`` and reported by :attr:`AuditWriter.stranded`, so
-``pilothouse serve`` does not exit cleanly.
 """
 
 from __future__ import annotations
@@ -78,18 +68,11 @@ async def _to_completion(call: Callable[..., T], *args: Any) -> T:
         return result
 
 
-Replayed = asyncio.Future[None]
-"""Done once records that went to the spool are in PostgreSQL (cancelled if the writer closes
-first: then they are left to the copy the caller keeps elsewhere)."""
-
-
 @dataclass(slots=True)
 class _Submission:
     decisions: list[rows.DecisionRow]
     requests: list[rows.RequestRow]
-    backed: bool = False
-    """The caller keeps a copy elsewhere (Redis) until the records are in PostgreSQL."""
-    done: asyncio.Future[Replayed | None] = field(
+    done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -145,11 +128,6 @@ class AuditWriter:
         self._healthy = True
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._awaiting_replay: list[Replayed] = []
-        self._unbacked = 0
-        """Records in the spool that exist nowhere else (no copy kept by their caller)."""
-        self.stranded = 0
-        """Records of that kind still in the spool when the writer closed."""
 
     @property
     def healthy(self) -> bool:
@@ -164,7 +142,6 @@ class AuditWriter:
     async def start(self) -> AuditWriter:
         await asyncio.to_thread(self._spool.open)
         metrics.AUDIT_SPOOLED.set(self._spool.pending)
-        self._unbacked = self._spool.pending  # left by an earlier process: no copy known
         if self._spool.pending:
             self._healthy = False
             self._replay_wanted.set()
@@ -186,33 +163,7 @@ class AuditWriter:
         if flusher is not None:
             await flusher
         self._tasks = []
-        self._report_leftovers()
         await asyncio.to_thread(self._spool.close)
-
-    def _report_leftovers(self) -> None:
-        """At close: say what stays in the spool, loudly for records that exist only there."""
-        for f in self._awaiting_replay:
-            f.cancel()
-        self._awaiting_replay = []
-        pending = self._spool.pending
-        if not pending:
-            return
-        self.stranded = min(self._unbacked, pending)
-        backed = pending - self.stranded
-        if backed:
-            log.warning(
-                "audit: %d spooled record(s) not yet in PostgreSQL are left to the copy in "
-                "Redis: another replica writes them",
-                backed,
-            )
-        if self.stranded:
-            metrics.AUDIT_STRANDED.inc(self.stranded)
-            log.error(
-                "audit: %d record(s) exist only in the local spool %s and are lost unless this "
-                "folder is kept for the next start",
-                self.stranded,
-                self._spool.directory,
-            )
 
     # ------------------------------------------------------------------------ the sink
 
@@ -227,48 +178,26 @@ class AuditWriter:
         decisions: Sequence[records.AgentDecision] = (),
     ) -> None:
         """Hand over a finished request: its summary row and its decision records, in one
-        durable step (in PostgreSQL, or in the spool when it is unreachable)."""
+        durable step (what the worker calls before it acknowledges the queue entry)."""
         finished = datetime.fromtimestamp(self._clock(), UTC)
         await self._submit(
             [rows.decision_row(d, self.settings) for d in decisions],
             [rows.request_row(request, result, self.settings, finished)],
         )
 
-    async def hand_over(
-        self,
-        request: requests.AgentRequest,
-        result: requests.AgentResult,
-        decisions: Sequence[records.AgentDecision] = (),
-    ) -> Replayed | None:
-        """Like :meth:`submit_result`, for a caller that keeps a copy of the records (the
-        worker: the queue entry's audit payload in Redis) until they are in PostgreSQL.
-        None: they are; else a future done once the spooled records are replayed."""
-        finished = datetime.fromtimestamp(self._clock(), UTC)
-        return await self._submit(
-            [rows.decision_row(d, self.settings) for d in decisions],
-            [rows.request_row(request, result, self.settings, finished)],
-            backed=True,
-        )
-
-    async def _submit(
-        self,
-        decisions: list[rows.DecisionRow],
-        reqs: list[rows.RequestRow],
-        *,
-        backed: bool = False,
-    ) -> Replayed | None:
+    async def _submit(self, decisions: list[rows.DecisionRow], reqs: list[rows.RequestRow]) -> None:
         if not decisions and not reqs:
-            return None
+            return
         if self._closing or not self._tasks:
             raise errors.PilothouseError("the audit writer is not running")
-        sub = _Submission(decisions, reqs, backed)
+        sub = _Submission(decisions, reqs)
         if self._buffered + sub.size > self._max_buffered:
             await self._to_spool([sub])
         else:
             self._queue.append(sub)
             self._buffered += sub.size
             self._wake.set()
-        return await asyncio.shield(sub.done)
+        await asyncio.shield(sub.done)
 
     # ------------------------------------------------------------------------ flushing
 
@@ -324,17 +253,11 @@ class AuditWriter:
         lines = spool_lines(
             [d for s in batch for d in s.decisions], [r for s in batch for r in s.requests]
         )
-        replayed: list[Replayed] = []
         try:
             async with self._spool_lock:
                 await _to_completion(self._spool.append, lines)
-                # Under the lock: a replay that empties the spool after this append resolves
-                # these futures, and no replay finished before it can.
-                replayed = self._after_append(batch)
         except asyncio.CancelledError:
-            # Cancelled, but the append ran to its end: they are on disk. (No other task ran
-            # since the lock was let go, so no replay can have missed them.)
-            self._spooled(batch, len(lines), replayed or self._after_append(batch))
+            self._spooled(batch, len(lines))  # cancelled after the append: they are on disk
             raise
         except Exception as e:  # the flusher must outlive it, and callers must hear of it
             failure = errors.DependencyUnavailable(
@@ -345,22 +268,15 @@ class AuditWriter:
                 if not s.done.done():
                     s.done.set_exception(failure)
             return
-        self._spooled(batch, len(lines), replayed)
+        self._spooled(batch, len(lines))
 
-    def _after_append(self, batch: list[_Submission]) -> list[Replayed]:
-        loop = asyncio.get_running_loop()
-        replayed = [loop.create_future() for _ in batch]
-        self._awaiting_replay += replayed
-        self._unbacked += sum(s.size for s in batch if not s.backed)
-        return replayed
-
-    def _spooled(self, batch: list[_Submission], count: int, replayed: list[Replayed]) -> None:
+    def _spooled(self, batch: list[_Submission], count: int) -> None:
         metrics.AUDIT_RECORDS.labels(outcome="spooled").inc(count)
         metrics.AUDIT_SPOOLED.set(self._spool.pending)
         self._replay_wanted.set()
-        for s, f in zip(batch, replayed, strict=True):
+        for s in batch:
             if not s.done.done():
-                s.done.set_result(f)
+                s.done.set_result(None)
 
     # ------------------------------------------------------------------------ replay
 
@@ -385,11 +301,6 @@ class AuditWriter:
                     self._healthy = True
                     self._replay_wanted.clear()
                     metrics.AUDIT_SPOOLED.set(self._spool.pending)
-                    self._unbacked = 0
-                    for f in self._awaiting_replay:
-                        if not f.done():
-                            f.set_result(None)
-                    self._awaiting_replay = []
                     return
                 await _to_completion(self._spool.rotate)
                 segments = self._spool.segments()

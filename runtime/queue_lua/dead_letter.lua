@@ -2,8 +2,7 @@
 -- Loaded by pilothouse.runtime.queue and run with EVALSHA: one round trip, atomic.
 --
 -- KEYS[1] stream, KEYS[2] dead, KEYS[3] errors hash, KEYS[4] state ('' item: no request id),
--- KEYS[5] the entry's answer key (an entry answered before it failed keeps its answer),
--- KEYS[6] the request's body hash (kept as long as the result), KEYS[7] its step checkpoint
+-- KEYS[5] the entry's answer key (an entry answered before it failed keeps its answer)
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] reason, ARGV[4] deliveries, ARGV[5] consumer,
 -- ARGV[6] dead maxlen, ARGV[7] result value ('' for none), ARGV[8] result TTL,
 -- ARGV[9] reply channel, ARGV[10] request id, ARGV[11..] the entry's fields
@@ -18,12 +17,10 @@ if acked == 1 then
     'deliveries', ARGV[4], 'consumer', ARGV[5], unpack(ARGV, 11))
   if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[5]) == 0 then
     redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[8])
-    redis.call('EXPIRE', KEYS[6], ARGV[8])
     if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. ARGV[7]) end
   end
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 redis.call('DEL', KEYS[5])
-if acked == 1 then redis.call('DEL', KEYS[7]) end
 return {acked, reason}

@@ -2,9 +2,8 @@
 
 The tool server is a real ``http.server`` on a loopback port, in a thread, serving the tools
 the mock LLM's default scenario calls (``weather_api``, ``initiate_return``) and a few that
-misbehave (malformed JSON, a hang, an error status, binary), and a weather lookup held at a
-gate (``/gated-weather``) until the test opens it, so a test can act while tool calls are in
-flight. It records every request it gets, so tests assert on what the agent actually sent.
+misbehave (malformed JSON, a hang, an error status, binary). It records every request it gets,
+so tests assert on what the agent actually sent.
 """
 
 from __future__ import annotations
@@ -72,9 +71,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_raw(200, "application/octet-stream", b"\xff\xfe\x00\x81")
         elif route == "/error":
             self._send_raw(500, "text/plain", b"internal tool failure")
-        elif route == "/gated-weather":
-            self.server.gate.wait()
-            self._send(200, {"city": query.get("city", "?"), "forecast": "sunny"})
         elif route == "/slow":
             time.sleep(SLOW_TOOL_SECONDS)
             self._send(200, {"late": True})
@@ -101,7 +97,6 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     received: list[Received]
-    gate: threading.Event
 
 
 class ToolServer:
@@ -110,7 +105,6 @@ class ToolServer:
     def __init__(self) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.received = []
-        self._server.gate = threading.Event()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -122,16 +116,11 @@ class ToolServer:
     def received(self) -> list[Received]:
         return self._server.received
 
-    def open_gate(self) -> None:
-        """Let the held ``/gated-weather`` calls (and every later one) answer."""
-        self._server.gate.set()
-
     def __enter__(self) -> ToolServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.gate.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -185,7 +174,6 @@ def agent_config(
     initial_backoff: float = 0.01,
     max_backoff: float = 0.05,
     failure_threshold: int = 5,
-    minimum_calls: int = 1,
     window: float = 60.0,
     recovery: float = 60.0,
     request_timeout: float = 10.0,
@@ -218,7 +206,6 @@ def agent_config(
             ),
             circuit_breaker=config.CircuitBreakerConfig(
                 failure_threshold=failure_threshold,
-                minimum_calls=minimum_calls,
                 window_seconds=window,
                 recovery_timeout_seconds=recovery,
             ),

@@ -57,11 +57,9 @@ async def test_requests_succeed_while_redis_is_down_and_sharing_resumes_after(
                 # The local breaker still protects the model: it opens on local failures.
                 llm.admin.set_faults(error_rate=1.0)
                 before = llm.admin.stats()["total"]
-                # Its window holds the 4 calls that succeeded while Redis was away: the failure
-                # rate reaches 50 % with the 4th failure (4 of 8).
-                reasons = [(await ask()).result.fallback_reason for _ in range(6)]
-                assert reasons == ["server_error"] * 4 + ["circuit_open"] * 2
-                assert llm.admin.stats()["total"] - before == 4
+                reasons = [(await ask()).result.fallback_reason for _ in range(4)]
+                assert reasons == ["server_error", "server_error", "circuit_open", "circuit_open"]
+                assert llm.admin.stats()["total"] - before == 2
                 llm.admin.clear_faults()
             finally:
                 redis_server.start()

@@ -1,6 +1,5 @@
-"""The breaker's Lua script in real Redis is the pure state machine: random event sequences
-(random rate thresholds, minimum calls, windows) give the same decisions and the same stored
-state, sliding window buckets included, in both."""
+"""The breaker's Lua script in real Redis is the pure state machine: random event sequences give
+the same decisions and the same stored state in both."""
 
 from __future__ import annotations
 
@@ -35,7 +34,7 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(6))
 async def test_random_event_sequences_agree(
     redis_client: aioredis.Redis, unique_name: str, seed: int
 ) -> None:
@@ -45,8 +44,6 @@ async def test_random_event_sequences_agree(
         window_seconds=rng.choice([0.05, 0.2, 1.0]),
         recovery_timeout_seconds=rng.choice([0.05, 0.3]),
         half_open_max_probes=rng.randint(1, 3),
-        failure_rate_threshold=rng.choice([12.5, 33.3, 50.0, 75.0, 100.0]),
-        minimum_calls=rng.randint(1, 8),
     )
     clock = ManualClock()
     shared = breaker.CircuitBreakers(
@@ -104,7 +101,7 @@ async def test_the_script_is_reloaded_after_a_script_flush(
 ) -> None:
     shared = breaker.CircuitBreakers(
         redis_client,
-        config.CircuitBreakerConfig(failure_threshold=1, minimum_calls=1),
+        config.CircuitBreakerConfig(failure_threshold=1),
         key_prefix="t",
         namespace="n",
         agent=unique_name,

@@ -54,7 +54,6 @@ def _known_series(a: str, role: str) -> list[tuple[str, dict[str, str]]]:
     expected: list[tuple[str, dict[str, str]]] = [
         ("pilothouse_llm_cost_usd_total", {}),
         ("pilothouse_retries_total", {}),
-        ("pilothouse_audit_records_stranded_total", {}),
     ]
     expected += [
         ("pilothouse_audit_records_total", {"outcome": o}) for o in writers.RECORD_OUTCOMES
@@ -65,7 +64,6 @@ def _known_series(a: str, role: str) -> list[tuple[str, dict[str, str]]]:
         expected += [
             ("pilothouse_dead_letters_total", {"agent": a}),
             ("pilothouse_queue_reclaimed_total", {"agent": a}),
-            ("pilothouse_resumed_steps_total", {"agent": a}),
         ]
         expected += [
             ("pilothouse_requests_total", {"agent": a, "status": s}) for s in requests.ResultStatus

@@ -57,19 +57,3 @@ async def test_a_malformed_url_is_reported() -> None:
             await reader.read("not-a-url", _cfg("a"))
     finally:
         await reader.close()
-
-
-async def test_the_durability_of_the_agents_redis_is_read_and_cached(
-    redis_url: str, unique_name: str
-) -> None:
-    reader = backlogs.BacklogReader(timeout=1.0)
-    try:
-        # The test Redis keeps nothing on disk: the runtime's own warning.
-        checked, warning = await reader.durability(redis_url)
-        assert checked
-        assert warning is not None
-        assert "appendonly yes" in warning
-        unreachable = f"redis://127.0.0.1:{devservers.free_port()}/0"
-        assert await reader.durability(unreachable) == (False, None)
-    finally:
-        await reader.close()

@@ -159,39 +159,3 @@ async def test_an_approved_escalation_resumes_once(
     # A resume naming another escalation does not re-run the request either.
     other = _envelope("refund me", request_id="req-esc", approved_escalation="esc-other")
     assert isinstance(await q.enqueue(other), envelopes.RequestState)
-
-
-async def test_a_request_id_with_another_body_is_a_conflict_queued_or_answered(
-    redis_client: aioredis.Redis, unique_name: str
-) -> None:
-    cfg = _cfg(unique_name)
-    q = queue.WorkQueue(redis_client, cfg, consumer="w1")
-    await q.ensure_group()
-    first = _envelope("Refund order 1", request_id="req-body-1", user="ann")
-    assert isinstance(await q.enqueue(first), envelopes.Accepted)
-
-    with pytest.raises(queue.RequestConflict) as queued_conflict:
-        await q.enqueue(_envelope("Refund order 2", request_id="req-body-1", user="ann"))
-    assert queued_conflict.value.stored_hash == envelopes.body_hash(first.request)
-    assert "req-body-1" in str(queued_conflict.value)
-    retry = await q.enqueue(_envelope("Refund order 1", request_id="req-body-1", user="ann"))
-    assert isinstance(retry, envelopes.RequestState)
-    assert await q.backlog() == 1
-
-    [d] = await q.read(1, block_ms=100)
-    result = requests.AgentResult(
-        request_id="req-body-1", agent_id=cfg.agent, status="completed", answer="refunded"
-    )
-    await q.answer(
-        [envelopes.Completion(d.entry_id, "req-body-1", result.model_dump_json().encode())]
-    )
-    await q.finish([d.entry_id])
-    # Answered: the hash lives as long as the result.
-    ttl = await redis_client.ttl(queue.body_key(cfg, "req-body-1"))
-    assert ttl > cfg.workers.result_ttl_seconds - 60
-    with pytest.raises(queue.RequestConflict):
-        await q.enqueue(_envelope("Refund order 1", request_id="req-body-1", user="bob"))
-    done = await q.enqueue(_envelope("Refund order 1", request_id="req-body-1", user="ann"))
-    assert isinstance(done, envelopes.RequestState)
-    assert done.state == "done"
-    assert await q.backlog() == 0

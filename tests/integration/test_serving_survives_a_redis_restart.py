@@ -1,8 +1,7 @@
 """Redis goes away and comes back under a running ``pilothouse serve``: while it is away the
 pod says so (``/readyz`` 503 naming Redis; requests get 503 with ``Retry-After``, not a 500 or a
 hang), and once it is back the same process takes and answers requests again without a
-restart (consumer group, scripts and the result subscription are re-created); a request
-whose state the restart took is reported as possibly lost, not merely unknown."""
+restart (consumer group, scripts and the result subscription are re-created)."""
 
 from __future__ import annotations
 
@@ -36,9 +35,10 @@ def test_the_runtime_reports_the_outage_and_recovers_by_itself(
             testing.RuntimeProcess(cfg, env=env, workdir=tmp_path / "rt") as rt,
             httpx.Client(base_url=rt.url, timeout=20) as client,
         ):
-            before = client.post("/v1/requests?wait=10", json={"input": "What is 2+2?"})
-            assert before.status_code == 200
-            answered_before = before.json()["request_id"]
+            assert (
+                client.post("/v1/requests?wait=10", json={"input": "What is 2+2?"}).status_code
+                == 200
+            )
 
             redis_alone.stop()
             unready = wait_for(
@@ -71,13 +71,5 @@ def test_the_runtime_reports_the_outage_and_recovers_by_itself(
                 what="an answer after the restart",
             )
             assert "4" in again["answer"]
-            # This Redis keeps nothing on disk: what it held before the restart is gone, and
-            # the API says so instead of "unknown".
-            gone = client.get(f"/v1/requests/{answered_before}")
-            assert gone.status_code == 404
-            assert "lost its data (restarted without persistence)" in gone.json()["message"]
-            assert gone.json()["detail"]["redis_data_lost_at"] > 0
-            never = client.get("/v1/requests/req-never-sent")
-            assert "unknown, or lost" in never.json()["message"]
             rt.terminate()
             assert rt.wait(30) == 0

@@ -39,9 +39,7 @@ async def test_a_probe_whose_call_never_went_out_leaves_the_breaker_half_open() 
     wall = WallClock()
     breakers = breaker.CircuitBreakers(
         None,
-        config.CircuitBreakerConfig(
-            failure_threshold=1, minimum_calls=1, recovery_timeout_seconds=5
-        ),
+        config.CircuitBreakerConfig(failure_threshold=1, recovery_timeout_seconds=5),
         key_prefix="t",
         namespace="n",
         agent="a",

@@ -312,28 +312,6 @@ def test_scaling_off_removes_the_autoscaler_fields() -> None:
     assert conditions.find(off.conditions, "ScalingActive") is None
 
 
-def test_queue_durable_says_whether_redis_keeps_accepted_work() -> None:
-    base = statuses.scaling_status(
-        _after_reconcile(None), decision=_decision(3, 3), backlog=25, problem=None, now=T0
-    )
-    warning = "Redis keeps no data on disk (appendonly no, save ''): ...; set appendonly yes"
-
-    volatile = statuses.durability_status(base, warning, T0)
-    durable = statuses.durability_status(volatile, None, T1)
-    again = statuses.durability_status(durable, None, T1 + timedelta(minutes=1))
-
-    lost = conditions.find(volatile.conditions, "QueueDurable")
-    assert lost is not None
-    assert (lost.status, lost.reason, lost.message) == ("False", "RedisNotPersistent", warning)
-    kept = conditions.find(again.conditions, "QueueDurable")
-    assert kept is not None
-    assert (kept.status, kept.reason) == ("True", "RedisPersistent")
-    assert kept.last_transition_time == conditions.timestamp(T1)
-    assert [c.type for c in again.conditions][-2:] == ["ScalingActive", "QueueDurable"]
-    off = statuses.scaling_status(again, decision=None, backlog=None, problem=None, now=T1)
-    assert conditions.find(off.conditions, "QueueDurable") is None
-
-
 # -------------------------------------------------------------------------- policy status
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pilothouse.runtime import envelopes, errors, queue, requests
+from pilothouse.runtime import envelopes, errors, requests
 
 
 def test_an_envelope_round_trips_through_entry_fields() -> None:
@@ -87,56 +87,3 @@ def test_request_states_parse() -> None:
     assert envelopes.parse_state(None) is None
     assert envelopes.parse_state(b"something else") is None
     assert envelopes.parse_state(b"q{broken") == envelopes.RequestState("queued")
-
-
-def test_the_body_hash_ignores_field_order_the_id_an_approval_and_the_caller() -> None:
-    a = requests.AgentRequest(request_id="r-1", input="hi", metadata={"a": "1", "b": "2"})
-    b = requests.AgentRequest(
-        metadata={"b": "2", "a": "1"},
-        input="hi",
-        request_id="r-2",
-        approved_escalation="esc-1",
-        caller="svc-a",
-    )
-    assert envelopes.body_hash(a) == envelopes.body_hash(b)
-    assert envelopes.body_hash(a).startswith("sha256:")
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"input": "hi!"},
-        {"user": "eve"},
-        {"tenant": "t"},
-        {"session_id": "s-1"},
-        {"metadata": {"a": "1"}},
-        {"timeout_seconds": 5.0},
-    ],
-)
-def test_the_body_hash_changes_with_anything_the_caller_asked(change: dict[str, object]) -> None:
-    base = {"request_id": "r-1", "input": "hi", "metadata": {"a": "1", "b": "2"}}
-    first = requests.AgentRequest.model_validate(base)
-    other = requests.AgentRequest.model_validate({**base, **change})
-    assert envelopes.body_hash(first) != envelopes.body_hash(other)
-
-
-@pytest.mark.parametrize(
-    ("appendonly", "appendfsync", "save", "says"),
-    [
-        ("yes", "everysec", "", None),
-        ("yes", "always", "3600 1", None),
-        ("yes", "no", "", "appendfsync everysec"),
-        ("no", "everysec", "3600 1 300 100", "since the last snapshot"),
-        ("no", "everysec", "", "keeps no data on disk"),
-        (None, None, None, None),
-    ],
-)
-def test_redis_persistence_settings_decide_the_durability_warning(
-    appendonly: str | None, appendfsync: str | None, save: str | None, says: str | None
-) -> None:
-    warning = queue.durability_warning(appendonly=appendonly, appendfsync=appendfsync, save=save)
-    if says is None:
-        assert warning is None
-    else:
-        assert warning is not None
-        assert says in warning
