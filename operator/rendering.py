@@ -21,8 +21,9 @@ Environment variables (fixed names, so a config is readable on its own):
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -134,28 +135,19 @@ def render(
                     model_key_env(index), model.api_key_secret_ref, f"{where}.apiKeySecretRef"
                 )
             )
-        model_headers_env = {}
-        for h_index, header in enumerate(model.headers_from):
-            name = model_header_env(index, h_index)
-            model_headers_env[header.name] = name
-            field = f"{where}.headersFrom[{h_index}].secretKeyRef"
-            env.append(SecretEnv(name, header.secret_key_ref, field))
-        if model_headers_env:
-            doc["headersFromEnv"] = model_headers_env
+        _headers_from_env(
+            doc, env, model.headers_from, where, functools.partial(model_header_env, index)
+        )
         models.append(_build(config.ModelConfig, doc, where))
 
     tools = []
     for t_index, tool in enumerate(spec.agent.tools):
         doc = tool.model_dump(by_alias=True, exclude={"headers_from"}, exclude_unset=True)
-        headers_env = {}
-        for h_index, header in enumerate(tool.headers_from):
-            name = tool_header_env(t_index, h_index)
-            headers_env[header.name] = name
-            field = f"spec.agent.tools[{t_index}].headersFrom[{h_index}].secretKeyRef"
-            env.append(SecretEnv(name, header.secret_key_ref, field))
-        if headers_env:
-            doc["headersFromEnv"] = headers_env
-        tools.append(_build(config.ToolConfig, doc, f"spec.agent.tools[{t_index}]"))
+        where = f"spec.agent.tools[{t_index}]"
+        _headers_from_env(
+            doc, env, tool.headers_from, where, functools.partial(tool_header_env, t_index)
+        )
+        tools.append(_build(config.ToolConfig, doc, where))
 
     redis_ref = spec.redis.url_secret_ref or defaults.redis_secret
     redis: dict[str, Any] = {"keyPrefix": spec.redis.key_prefix}
@@ -242,6 +234,24 @@ def render(
         auth_tokens=spec.server.auth_tokens_secret_ref,
         applied_policies=tuple((p.name, p.generation) for p in resolved),
     )
+
+
+def _headers_from_env(
+    doc: dict[str, Any],
+    env: list[SecretEnv],
+    headers: Sequence[api.HeaderFromSecret],
+    where: str,
+    env_name: Callable[[int], str],
+) -> None:
+    """Headers from Secrets (of a model or a tool): each an env var of the pod, by name in ``doc``."""
+    names = {}
+    for h_index, header in enumerate(headers):
+        name = env_name(h_index)
+        names[header.name] = name
+        field = f"{where}.headersFrom[{h_index}].secretKeyRef"
+        env.append(SecretEnv(name, header.secret_key_ref, field))
+    if names:
+        doc["headersFromEnv"] = names
 
 
 def resolve_policy(policy: resources.Policy) -> config.ResolvedPolicy:
