@@ -243,7 +243,7 @@ def _headers_from_env(
     where: str,
     env_name: Callable[[int], str],
 ) -> None:
-    """Headers from Secrets (of a model or a tool): each an env var of the pod, by name in ``doc``."""
+    """Headers from Secrets (of a model or a tool): a pod env var each, named in ``doc``."""
     names = {}
     for h_index, header in enumerate(headers):
         name = env_name(h_index)
